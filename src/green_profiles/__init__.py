@@ -1,0 +1,24 @@
+"""Jacobian-norm profiles of causal language models: how token influence decays with distance."""
+
+from green_profiles.jacobian import (
+    NonFiniteGradientError,
+    ProtocolRows,
+    gradient_norm_rows,
+    logit_gradient_norms,
+    predicted_tokens,
+    protocol_gradient_norms,
+)
+from green_profiles.precision import resolve_device, resolve_dtype
+
+__all__ = [
+    "NonFiniteGradientError",
+    "ProtocolRows",
+    "gradient_norm_rows",
+    "logit_gradient_norms",
+    "predicted_tokens",
+    "protocol_gradient_norms",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+__version__ = "0.1.0"

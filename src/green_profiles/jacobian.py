@@ -1,0 +1,473 @@
+"""The batched Jacobian-norm kernel.
+
+For a window of input embeddings ``e[0..L-1]``, a target position ``j`` and a
+vocabulary token ``v``, the kernel returns the row
+
+    G(j, s) = || d z[j, v] / d e[s] ||_2        for every source position s,
+
+where ``z[j, v]`` is the LM-head logit (final hidden state at ``j`` dotted with
+the head's row ``v``, plus its bias). One vector-Jacobian product from the
+scalar ``z[j, v]`` yields the whole row, so the cost is one input-gradient pass
+per (window, target) and never per source. ``G(j, s)`` is exactly zero for
+``s > j`` (causality). The full ``L x vocab`` logit matrix is never formed.
+
+Three ways to run the backward passes (``method``), all exact:
+
+``"loop"``
+    one forward per window, one ``torch.autograd.grad`` per row: the plain
+    reference, and the fallback that works for any model.
+``"vmap"``
+    one forward per window, then chunks of rows pulled back at once with
+    ``is_grads_batched=True`` (a vmapped backward: batched matmuls, no
+    repeated forward).
+``"replicate"``
+    each chunk of rows runs as a batch of copies of its windows, one copy per
+    row, with a single backward of the summed logits: every kernel is a
+    native batched one, at the price of one forward per row.
+
+Work that no requested source needs is skipped: positions right of the last
+target are cut off, and with ``min_source > 0`` the prefix left of it runs once
+without gradients and is reused as a key/value cache (``skip_prefix``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from green_profiles.precision import check_dtype_for_device
+
+Method = Literal["auto", "loop", "vmap", "replicate"]
+METHODS: tuple[str, ...] = ("loop", "vmap", "replicate")
+DEFAULT_MEMORY_BUDGET_BYTES = 2 * 1024**3
+
+
+class NonFiniteGradientError(ValueError):
+    """A gradient norm came out NaN or infinite (overflow, or a broken model)."""
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The flat list of requested rows: window index, target position, token id; each ``[R]``."""
+
+    window: Tensor
+    target: Tensor
+    token: Tensor
+
+    def __len__(self) -> int:
+        return int(self.window.numel())
+
+    def take(self, index: Tensor) -> _Rows:
+        return _Rows(self.window[index], self.target[index], self.token[index])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What part of the window the passes cover: positions ``[offset, end)``."""
+
+    offset: int
+    end: int
+    min_source: int
+
+
+def logit_gradient_norms(
+    model: nn.Module,
+    input_ids: Tensor,
+    targets: Tensor | Sequence[int],
+    token_ids: Tensor | Sequence[int],
+    *,
+    min_source: int = 0,
+    method: Method = "auto",
+    skip_prefix: bool | None = None,
+    chunk_size: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    on_nonfinite: Literal["raise", "nan"] = "raise",
+) -> Tensor:
+    """Gradient norms of selected logits with respect to every input embedding.
+
+    Args:
+        model: a causal LM with ``get_input_embeddings()``, ``get_output_embeddings()``
+            (an ``nn.Linear`` head, bias allowed) and ``base_model(inputs_embeds=...,
+            use_cache=False)`` whose first output is the final hidden state.
+        input_ids: token ids, ``[L]`` for one window or ``[B, L]`` for several.
+        targets: target positions ``j``, ``[T]`` (shared by all windows) or ``[B, T]``.
+        token_ids: the vocabulary token ``v`` of each target, ``[T]`` or ``[B, T]``
+            (a ``[T]`` tensor is shared by all windows).
+        min_source: leftmost source position whose norm is needed; columns left of
+            it are returned as NaN. Must not exceed the smallest target.
+        method: ``"loop"``, ``"vmap"``, ``"replicate"`` or ``"auto"`` (see the module
+            docstring); all give the same numbers up to float rounding.
+        skip_prefix: run positions left of ``min_source`` once without gradients
+            and reuse their key/value cache. ``None`` enables it for transformers
+            models when ``min_source > 0``.
+        chunk_size: rows pulled back per batched pass; ``None`` derives it from
+            ``memory_budget_bytes``.
+        memory_budget_bytes: rough bound on the transient memory of one batched pass.
+        on_nonfinite: ``"raise"`` a :class:`NonFiniteGradientError`, or ``"nan"``:
+            warn and return NaN in those entries.
+
+    Returns:
+        float32 norms (units of logit per unit embedding), ``[T, L]`` for one window
+        or ``[B, T, L]``; exactly zero for sources right of the target, NaN left of
+        ``min_source``.
+    """
+    single = torch.as_tensor(input_ids).dim() == 1
+    ids = _as_window_batch(input_ids, "input_ids")
+    n_windows = ids.shape[0]
+    targets_2d = _broadcast_rows(targets, n_windows, "targets")
+    tokens_2d = _broadcast_rows(token_ids, n_windows, "token_ids")
+    if targets_2d.shape != tokens_2d.shape:
+        raise ValueError(
+            f"targets and token_ids must have the same length per window; got {tuple(targets_2d.shape)} "
+            f"and {tuple(tokens_2d.shape)}"
+        )
+    n_targets = targets_2d.shape[1]
+    rows = _Rows(
+        torch.arange(n_windows).repeat_interleave(n_targets),
+        targets_2d.reshape(-1),
+        tokens_2d.reshape(-1),
+    )
+    norms = gradient_norm_rows(
+        model,
+        ids,
+        rows.window,
+        rows.target,
+        rows.token,
+        min_source=min_source,
+        method=method,
+        skip_prefix=skip_prefix,
+        chunk_size=chunk_size,
+        memory_budget_bytes=memory_budget_bytes,
+        on_nonfinite=on_nonfinite,
+    ).reshape(n_windows, n_targets, ids.shape[1])
+    return norms[0] if single else norms
+
+
+@dataclass(frozen=True)
+class ProtocolRows:
+    """Both token selections of the protocol for a set of windows and targets.
+
+    Tokens are ``[B, T]`` (``[T]`` for a single window); norms are ``[B, T, L]``
+    (``[T, L]``), as returned by :func:`logit_gradient_norms`.
+    """
+
+    true_tokens: Tensor
+    pred_tokens: Tensor
+    true_norms: Tensor
+    pred_norms: Tensor
+
+    @property
+    def pred_correct(self) -> Tensor:
+        """Whether the model's top-1 prediction at each target was the observed next token."""
+        return self.true_tokens == self.pred_tokens
+
+
+def predicted_tokens(model: nn.Module, input_ids: Tensor, targets: Tensor | Sequence[int]) -> Tensor:
+    """The model's argmax token at each target, ``[B, T]`` for ``input_ids`` ``[B, L]``.
+
+    Forms logits only at the targets (``[B, T, vocab]``), never at every position.
+    """
+    ids = _as_window_batch(input_ids, "input_ids")
+    targets_2d = _broadcast_rows(targets, ids.shape[0], "targets")
+    embedding, head, base = _model_parts(model)
+    end = int(targets_2d.max()) + 1
+    with torch.no_grad():
+        hidden = base(inputs_embeds=embedding(ids[:, :end].to(head.weight.device)), use_cache=False)[0]
+        at_targets = hidden.gather(1, targets_2d.to(hidden.device)[..., None].expand(-1, -1, hidden.shape[-1]))
+        return head(at_targets).argmax(-1).cpu()
+
+
+def protocol_gradient_norms(
+    model: nn.Module,
+    window_ids: Tensor,
+    targets: Tensor | Sequence[int],
+    **kernel_options,
+) -> ProtocolRows:
+    """Rows for the observed next token and for the model's prediction at each target.
+
+    ``window_ids`` holds ``L + 1`` tokens (``[L + 1]`` or ``[B, L + 1]``): the model
+    reads the first ``L`` and token ``j + 1`` is the observed next token of target
+    ``j``. Where prediction and observation agree, one backward serves both.
+    ``kernel_options`` go to :func:`gradient_norm_rows` (``min_source``, ``method``, ...).
+    """
+    single = torch.as_tensor(window_ids).dim() == 1
+    windows = _as_window_batch(window_ids, "window_ids")
+    if windows.shape[1] < 2:
+        raise ValueError("window_ids must hold L + 1 >= 2 tokens: the input and its next tokens")
+    ids = windows[:, :-1]
+    targets_2d = _broadcast_rows(targets, ids.shape[0], "targets")
+    if int(targets_2d.min()) < 0 or int(targets_2d.max()) >= ids.shape[1]:
+        raise ValueError(f"targets must lie inside the window [0, {ids.shape[1]})")
+    true_tokens = windows.gather(1, targets_2d + 1)
+    pred_tokens = predicted_tokens(model, ids, targets_2d)
+    differ = (pred_tokens != true_tokens).reshape(-1)
+    n_windows, n_targets = targets_2d.shape
+    window_index = torch.arange(n_windows).repeat_interleave(n_targets)
+    norms = gradient_norm_rows(
+        model,
+        ids,
+        torch.cat([window_index, window_index[differ]]),
+        torch.cat([targets_2d.reshape(-1), targets_2d.reshape(-1)[differ]]),
+        torch.cat([true_tokens.reshape(-1), pred_tokens.reshape(-1)[differ]]),
+        **kernel_options,
+    )
+    true_norms = norms[: len(window_index)]
+    pred_norms = true_norms.clone()
+    pred_norms[differ] = norms[len(window_index) :]
+    shape = (n_windows, n_targets, ids.shape[1])
+    result = ProtocolRows(true_tokens, pred_tokens, true_norms.reshape(shape), pred_norms.reshape(shape))
+    if single:
+        result = ProtocolRows(*(x[0] for x in (result.true_tokens, result.pred_tokens, result.true_norms, result.pred_norms)))
+    return result
+
+
+def gradient_norm_rows(
+    model: nn.Module,
+    input_ids: Tensor,
+    row_windows: Tensor,
+    row_targets: Tensor,
+    row_tokens: Tensor,
+    *,
+    min_source: int = 0,
+    method: Method = "auto",
+    skip_prefix: bool | None = None,
+    chunk_size: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    on_nonfinite: Literal["raise", "nan"] = "raise",
+) -> Tensor:
+    """The kernel on a flat list of rows, each its own (window, target, token).
+
+    ``input_ids`` is ``[B, L]``; ``row_windows``, ``row_targets`` and ``row_tokens``
+    are ``[R]`` (window index into ``input_ids``, target position, vocabulary id).
+    Returns float32 ``[R, L]``. Keyword arguments as in :func:`logit_gradient_norms`.
+    Rows may repeat a target with different tokens, and windows may carry
+    different numbers of rows.
+    """
+    ids = _as_window_batch(input_ids, "input_ids")
+    rows = _Rows(*(_as_index_vector(x, name) for x, name in (
+        (row_windows, "row_windows"), (row_targets, "row_targets"), (row_tokens, "row_tokens"))))
+    if not len(rows.window) == len(rows.target) == len(rows.token):
+        raise ValueError("row_windows, row_targets and row_tokens must have the same length")
+    embedding, head, base = _model_parts(model)
+    device = head.weight.device
+    check_dtype_for_device(head.weight.dtype, device)
+    plan = _validate(model, ids, rows, head, min_source)
+    method = _resolve_method(method, device)
+    if skip_prefix is None:
+        skip_prefix = _supports_kv_cache(model) and min_source > 0
+    if skip_prefix and not _supports_kv_cache(model):
+        raise ValueError("skip_prefix needs a transformers model that accepts past_key_values")
+    plan = _Plan(offset=min_source if skip_prefix else 0, end=plan.end, min_source=min_source)
+    if on_nonfinite not in ("raise", "nan"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'nan', got {on_nonfinite!r}")
+
+    out = torch.zeros(len(rows), ids.shape[1], dtype=torch.float32)
+    if len(rows) == 0:
+        return out
+    ids = ids[:, : plan.end].to(device)
+    rows = _Rows(rows.window, rows.target.to(device), rows.token.to(device))
+    with torch.no_grad():
+        embeds = embedding(ids)
+        prefix_cache = _prefix_key_values(base, embeds[:, : plan.offset]) if plan.offset > 0 else None
+    if chunk_size is None:
+        chunk_size = _rows_per_chunk(model, plan, method, memory_budget_bytes, embeds.element_size())
+    chunk_size = max(1, int(chunk_size))
+
+    norms = out[:, plan.offset : plan.end]
+    if method == "replicate":
+        for start in range(0, len(rows), chunk_size):
+            index = torch.arange(start, min(start + chunk_size, len(rows)))
+            norms[index] = _replicate_chunk(base, head, embeds, prefix_cache, rows.take(index), plan)
+    else:
+        for window in rows.window.unique().tolist():
+            index = torch.nonzero(rows.window == window).flatten()
+            leaf, hidden = _forward_with_grad(base, embeds[window : window + 1], prefix_cache, [window], plan)
+            logits = _selected_logits(head, hidden[0], rows.target[index] - plan.offset, rows.token[index])
+            for start in range(0, len(index), 1 if method == "loop" else chunk_size):
+                part = slice(start, start + (1 if method == "loop" else chunk_size))
+                norms[index[part]] = _pull_back(logits, leaf, part, batched=method == "vmap")
+            del leaf, hidden, logits
+
+    _check_finite(out[:, min_source:], rows, on_nonfinite)
+    out[:, :min_source] = math.nan
+    return out
+
+
+def _pull_back(logits: Tensor, leaf: Tensor, part: slice, *, batched: bool) -> Tensor:
+    """Norms ``[C, n]`` of the gradients of ``logits[part]`` with respect to ``leaf`` ``[1, n, d]``."""
+    if not batched:
+        (grad,) = torch.autograd.grad(logits[part].sum(), leaf, retain_graph=True)
+        return _norm_over_embedding(grad)
+    chosen = torch.arange(len(logits), device=logits.device)[part]
+    basis = torch.zeros(len(chosen), len(logits), dtype=logits.dtype, device=logits.device)
+    basis[torch.arange(len(chosen)), chosen] = 1
+    (grad,) = torch.autograd.grad(logits, leaf, grad_outputs=basis, retain_graph=True, is_grads_batched=True)
+    return _norm_over_embedding(grad[:, 0])
+
+
+def _replicate_chunk(
+    base: nn.Module, head: nn.Linear, embeds: Tensor, prefix_cache: list[tuple[Tensor, Tensor]] | None,
+    rows: _Rows, plan: _Plan,
+) -> Tensor:
+    """Norms ``[C, n]`` for a chunk of rows run as a batch of window copies, one per row."""
+    copies = embeds[rows.window.to(embeds.device)]
+    leaf, hidden = _forward_with_grad(base, copies, prefix_cache, rows.window.tolist(), plan)
+    batch = torch.arange(len(rows), device=hidden.device)
+    logits = (hidden[batch, rows.target - plan.offset] * head.weight[rows.token]).sum(-1)
+    (grad,) = torch.autograd.grad(logits.sum(), leaf)
+    return _norm_over_embedding(grad)
+
+
+def _forward_with_grad(
+    base: nn.Module, embeds: Tensor, prefix_cache: list[tuple[Tensor, Tensor]] | None,
+    cache_rows: list[int], plan: _Plan,
+) -> tuple[Tensor, Tensor]:
+    """Forward over positions ``[offset, end)`` with the embeddings there as a fresh leaf.
+
+    Returns the leaf ``[b, n, d]`` and the final hidden states ``[b, n, d]``.
+    """
+    leaf = embeds[:, plan.offset : plan.end].detach().requires_grad_(True)
+    if prefix_cache is None:
+        hidden = base(inputs_embeds=leaf, use_cache=False)[0]
+    else:
+        from transformers import DynamicCache
+
+        # A fresh cache each time: the forward appends its own keys and values to it.
+        cache = DynamicCache(ddp_cache_data=[(k[cache_rows], v[cache_rows]) for k, v in prefix_cache])
+        hidden = base(inputs_embeds=leaf, past_key_values=cache, use_cache=False)[0]
+    return leaf, hidden
+
+
+def _prefix_key_values(base: nn.Module, prefix: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Per-layer keys and values ``[B, heads, offset, head_dim]`` of the prefix, no gradients."""
+    cache = base(inputs_embeds=prefix, use_cache=True).past_key_values
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _selected_logits(head: nn.Linear, hidden: Tensor, positions: Tensor, tokens: Tensor) -> Tensor:
+    """``z[j, v]`` for each (position, token) pair, ``[R]``, without forming all logits."""
+    logits = (hidden[positions] * head.weight[tokens]).sum(-1)
+    if head.bias is not None:
+        logits = logits + head.bias[tokens]
+    return logits
+
+
+def _norm_over_embedding(grad: Tensor) -> Tensor:
+    """L2 norm over the last (embedding) axis, accumulated in float32."""
+    return torch.linalg.vector_norm(grad.float(), dim=-1).cpu()
+
+
+def _check_finite(out: Tensor, rows: _Rows, on_nonfinite: str) -> None:
+    bad = ~torch.isfinite(out)
+    if not bad.any():
+        return
+    bad_rows = bad.any(1).nonzero().flatten().tolist()
+    where = ", ".join(f"(window {int(rows.window[r])}, target {int(rows.target[r])})" for r in bad_rows[:5])
+    message = f"{int(bad.sum())} non-finite gradient norms in {len(bad_rows)} rows, e.g. {where}"
+    if on_nonfinite == "raise":
+        raise NonFiniteGradientError(message + "; pass on_nonfinite='nan' to keep them as NaN")
+    warnings.warn(message + "; returned as NaN", RuntimeWarning, stacklevel=3)
+    out[bad] = math.nan
+
+
+def _model_parts(model: nn.Module) -> tuple[nn.Module, nn.Linear, nn.Module]:
+    missing = [name for name in ("get_input_embeddings", "get_output_embeddings", "base_model") if not hasattr(model, name)]
+    if missing:
+        raise ValueError(f"{type(model).__name__} is not a causal LM the kernel can read: it lacks {', '.join(missing)}")
+    head = model.get_output_embeddings()
+    if not isinstance(head, nn.Linear):
+        raise ValueError(
+            f"{type(model).__name__}.get_output_embeddings() is {type(head).__name__}, not a linear LM head; "
+            "the kernel needs z[j, v] = hidden[j] . W[v] + b"
+        )
+    return model.get_input_embeddings(), head, model.base_model
+
+
+def _validate(model: nn.Module, ids: Tensor, rows: _Rows, head: nn.Linear, min_source: int) -> _Plan:
+    length = ids.shape[1]
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if context is not None and length > context:
+        raise ValueError(f"window of {length} tokens is longer than the model's context of {context} tokens")
+    if len(rows) == 0:
+        return _Plan(0, 0, min_source)
+    if int(rows.window.min()) < 0 or int(rows.window.max()) >= ids.shape[0]:
+        raise ValueError(f"row window indices must lie in [0, {ids.shape[0]})")
+    lo, hi = int(rows.target.min()), int(rows.target.max())
+    if lo < 0 or hi >= length:
+        raise ValueError(f"targets must lie inside the window [0, {length}); got {lo}..{hi}")
+    vocab = head.weight.shape[0]
+    if int(rows.token.min()) < 0 or int(rows.token.max()) >= vocab:
+        raise ValueError(f"token ids must lie in [0, {vocab}), the LM head's vocabulary")
+    if not 0 <= min_source <= lo:
+        raise ValueError(f"min_source must lie in [0, smallest target = {lo}]; got {min_source}")
+    return _Plan(0, hi + 1, min_source)
+
+
+def _resolve_method(method: str, device: torch.device) -> str:
+    if method == "auto":
+        # Measured by `make bench`: on CPUs the vmapped backward wins; on GPUs the
+        # replicated batch keeps every kernel a native batched one.
+        return "vmap" if device.type == "cpu" else "replicate"
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use 'auto' or one of {METHODS}")
+    return method
+
+
+def _supports_kv_cache(model: nn.Module) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return False
+    return isinstance(model, PreTrainedModel)
+
+
+def _rows_per_chunk(model: nn.Module, plan: _Plan, method: str, budget: int, element_size: int) -> int:
+    """Rows per batched pass so that one pass stays near ``budget`` bytes.
+
+    A rough per-row estimate: the input-gradient pass keeps a few ``[n, d]`` and
+    ``[n, ffn]`` tensors alive per layer boundary plus one attention map
+    ``[heads, n, n + offset]``; the replicated batch also stores the whole
+    forward's activations, about that much again per layer.
+    """
+    config = getattr(model, "config", None)
+    d = getattr(config, "hidden_size", None) or model.get_input_embeddings().weight.shape[1]
+    ffn = getattr(config, "intermediate_size", None) or 4 * d
+    heads = getattr(config, "num_attention_heads", None) or max(1, d // 64)
+    layers = getattr(config, "num_hidden_layers", None) or 1
+    n = max(1, plan.end - plan.offset)
+    per_layer = n * (8 * d + 2 * ffn) + 2 * heads * n * (n + plan.offset)
+    per_row = per_layer * (layers if method == "replicate" else 1) * element_size
+    return max(1, budget // per_row)
+
+
+def _as_window_batch(input_ids: Tensor | Sequence[int], name: str) -> Tensor:
+    ids = torch.as_tensor(input_ids)
+    if ids.dim() == 1:
+        ids = ids[None]
+    if ids.dim() != 2 or ids.shape[1] == 0:
+        raise ValueError(f"{name} must be [L] or [B, L] with L > 0; got shape {tuple(ids.shape)}")
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer token ids, got {ids.dtype}")
+    return ids.long()
+
+
+def _broadcast_rows(values: Tensor | Sequence[int], n_windows: int, name: str) -> Tensor:
+    tensor = torch.as_tensor(values).long().cpu()
+    if tensor.dim() == 1:
+        return tensor[None].expand(n_windows, -1)
+    if tensor.dim() == 2 and tensor.shape[0] == n_windows:
+        return tensor
+    raise ValueError(f"{name} must be [T] or [B, T] with B = {n_windows}; got shape {tuple(tensor.shape)}")
+
+
+def _as_index_vector(values: Tensor | Sequence[int], name: str) -> Tensor:
+    tensor = torch.as_tensor(values)
+    if tensor.dim() != 1 or tensor.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a 1-d integer tensor; got {tensor.dtype} of shape {tuple(tensor.shape)}")
+    return tensor.long().cpu()
