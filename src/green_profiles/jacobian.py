@@ -32,6 +32,7 @@ without gradients and is reused as a key/value cache (``skip_prefix``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -263,7 +264,7 @@ def gradient_norm_rows(
         skip_prefix = _supports_kv_cache(model) and min_source > 0 and _prefix_skip_pays(model, plan, device)
     if skip_prefix and not _supports_kv_cache(model):
         raise ValueError("skip_prefix needs a transformers model that accepts past_key_values")
-    plan = _Plan(offset=min_source if skip_prefix else 0, end=plan.end, min_source=min_source)
+    plan = dataclasses.replace(plan, offset=min_source if skip_prefix else 0)
     if on_nonfinite not in ("raise", "nan"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'nan', got {on_nonfinite!r}")
 
