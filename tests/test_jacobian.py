@@ -160,6 +160,8 @@ def test_protocol_rows_select_observed_and_predicted_tokens(tiny_model):
     assert torch.equal(rows.true_tokens, windows[:, targets + 1])
     assert torch.equal(rows.pred_tokens, full_logits[:, targets].argmax(-1))
     assert torch.equal(rows.pred_correct, rows.true_tokens == rows.pred_tokens)
+    want_log_probs = torch.log_softmax(full_logits[:, targets], -1).gather(-1, rows.true_tokens[..., None])[..., 0]
+    torch.testing.assert_close(rows.true_log_probs, want_log_probs, rtol=1e-5, atol=1e-5)
     for b in range(2):
         assert_same_norms(rows.true_norms[b], plain_loop_norms(tiny_model, ids[b], targets, rows.true_tokens[b]), 8)
         assert_same_norms(rows.pred_norms[b], plain_loop_norms(tiny_model, ids[b], targets, rows.pred_tokens[b]), 8)

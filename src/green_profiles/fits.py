@@ -48,6 +48,7 @@ __all__ = [
     "fit_range_scan",
     "model_curve",
     "rmse_gap",
+    "verdict",
 ]
 
 MODEL_NAMES: tuple[str, ...] = ("power", "power_floor", "exp_floor")
@@ -785,6 +786,31 @@ def bootstrap_fits(
         seed=seed,
         n_failed=n_failed,
     )
+
+
+def verdict(result: BootstrapResult) -> str:
+    """One sentence on power law versus exponential, with the bootstrap evidence.
+
+    "power law" when the whole gap interval is above zero, "exponential" when it
+    is below, otherwise "undecided"; followed by ``p`` of the power law with floor
+    and the numbers behind the call.
+    """
+    gap = result.point_estimates["rmse_gap"]
+    low, high = result.intervals["rmse_gap"]
+    p = result.point_estimates["p_power_floor"]
+    p_low, p_high = result.intervals["p_power_floor"]
+    if not math.isfinite(gap):
+        winner = "undecided (a fit failed)"
+    elif low > 0:
+        winner = "power law"
+    elif high < 0:
+        winner = "exponential"
+    else:
+        winner = "undecided"
+    level = f"{100 * result.confidence:g}%"
+    return (f"{winner}: p = {p:.3f} [{p_low:.3f}, {p_high:.3f}] (power + floor), log-RMSE gap exp - power = "
+            f"{gap:+.3f} [{low:+.3f}, {high:+.3f}] ({level} window bootstrap, {result.n_boot} replicates, "
+            f"{result.n_groups} windows); power law better in {100 * result.power_wins_fraction:.0f}% of replicates")
 
 
 # ----------------------------------------------------------------------------------------

@@ -162,6 +162,7 @@ class ProtocolRows:
     pred_tokens: Tensor
     true_norms: Tensor
     pred_norms: Tensor
+    true_log_probs: Tensor  # natural-log probability of the observed next token, [B, T] or [T]
 
     @property
     def pred_correct(self) -> Tensor:
@@ -174,6 +175,11 @@ def predicted_tokens(model: nn.Module, input_ids: Tensor, targets: Tensor | Sequ
 
     Forms logits only at the targets (``[B, T, vocab]``), never at every position.
     """
+    return _target_log_probs(model, input_ids, targets).argmax(-1)
+
+
+def _target_log_probs(model: nn.Module, input_ids: Tensor, targets: Tensor | Sequence[int]) -> Tensor:
+    """Float32 next-token log-probabilities at the targets, ``[B, T, vocab]``, on the CPU."""
     ids = _as_window_batch(input_ids, "input_ids")
     targets_2d = _broadcast_rows(targets, ids.shape[0], "targets")
     embedding, head, base = _model_parts(model)
@@ -181,7 +187,7 @@ def predicted_tokens(model: nn.Module, input_ids: Tensor, targets: Tensor | Sequ
     with torch.no_grad():
         hidden = base(inputs_embeds=embedding(ids[:, :end].to(head.weight.device)), use_cache=False)[0]
         at_targets = hidden.gather(1, targets_2d.to(hidden.device)[..., None].expand(-1, -1, hidden.shape[-1]))
-        return head(at_targets).argmax(-1).cpu()
+        return torch.log_softmax(head(at_targets).float(), dim=-1).cpu()
 
 
 def protocol_gradient_norms(
@@ -206,7 +212,9 @@ def protocol_gradient_norms(
     if int(targets_2d.min()) < 0 or int(targets_2d.max()) >= ids.shape[1]:
         raise ValueError(f"targets must lie inside the window [0, {ids.shape[1]})")
     true_tokens = windows.gather(1, targets_2d + 1)
-    pred_tokens = predicted_tokens(model, ids, targets_2d)
+    log_probs = _target_log_probs(model, ids, targets_2d)
+    pred_tokens = log_probs.argmax(-1)
+    true_log_probs = log_probs.gather(-1, true_tokens[..., None])[..., 0]
     differ = (pred_tokens != true_tokens).reshape(-1)
     n_windows, n_targets = targets_2d.shape
     window_index = torch.arange(n_windows).repeat_interleave(n_targets)
@@ -222,9 +230,11 @@ def protocol_gradient_norms(
     pred_norms = true_norms.clone()
     pred_norms[differ] = norms[len(window_index) :]
     shape = (n_windows, n_targets, ids.shape[1])
-    result = ProtocolRows(true_tokens, pred_tokens, true_norms.reshape(shape), pred_norms.reshape(shape))
+    result = ProtocolRows(
+        true_tokens, pred_tokens, true_norms.reshape(shape), pred_norms.reshape(shape), true_log_probs
+    )
     if single:
-        result = ProtocolRows(*(x[0] for x in (result.true_tokens, result.pred_tokens, result.true_norms, result.pred_norms)))
+        result = ProtocolRows(*(getattr(result, field.name)[0] for field in dataclasses.fields(result)))
     return result
 
 

@@ -1,0 +1,138 @@
+"""``python -m green_profiles`` (also ``green-profiles``): measure a profile and print its fits.
+
+    green-profiles run --model smollm2-135m --corpus gutenberg --seq-len 512 --n-windows 24
+    green-profiles run --preset pythia --n-windows 64 --device cuda
+    green-profiles list
+
+``run`` loads the run from the store when it was measured before (instantly),
+otherwise measures it with a progress bar, then prints the median profile, the
+three fits and the window-bootstrap verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from green_profiles.profiles import PRESETS, SELECTIONS, RunConfig
+
+_EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 bad input or unavailable data)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished windows are kept and the next identical run resumes from them",
+              file=sys.stderr)
+        return 130
+    except _EXPECTED_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="green-profiles", description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (corpora, converted models, runs/); default $GREEN_PROFILES_DATA or ./data")
+    commands = parser.add_subparsers(dest="command")
+
+    run = commands.add_parser("run", help="measure (or load) a run and print its fits")
+    run.add_argument("--preset", choices=sorted(PRESETS), help="start from one of the paper's runs")
+    defaults = RunConfig()
+    run.add_argument("--model", help=f"model name, hub id or directory (default {defaults.model})")
+    run.add_argument("--corpus", help=f"gutenberg, wikipedia, wikitext-103, pg19 or a .txt/.jsonl file "
+                                      f"(default {defaults.corpus})")
+    run.add_argument("--seq-len", type=int, help=f"window length L (default {defaults.seq_len})")
+    run.add_argument("--n-windows", type=int, help=f"number of windows (default {defaults.n_windows})")
+    run.add_argument("--target-min", type=int, help="first target position (default L - L/16)")
+    run.add_argument("--target-max", type=int, help="last target position (default L - 1)")
+    run.add_argument("--target-stride", type=int, help="step between targets (default: 16 targets)")
+    run.add_argument("--source-min-index", type=int, help="left buffer: sources j - r >= this (default 3L/16)")
+    run.add_argument("--distances", type=_int_list, help="comma-separated distance grid (default: the paper's)")
+    run.add_argument("--shuffle", choices=("none", "window", "corpus"), help="shuffled control (default none)")
+    run.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default auto)")
+    run.add_argument("--seed", type=int, help="seed of sampling, shuffling and random init (default 0)")
+    run.add_argument("--revision", help="hub revision, e.g. a Pythia step3000")
+    run.add_argument("--split", help="split of a hub corpus (default test)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (not part of the cache key)")
+    run.add_argument("--selection", choices=SELECTIONS + ("both",), default="both",
+                     help="token selection(s) to fit: pred (the paper's figures), true, or both")
+    run.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                     help="window-bootstrap replicates for the intervals (0 to skip; default 200)")
+    run.add_argument("--recompute", action="store_true", help="measure again even if the run is stored")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list", help="list the runs in the store")
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run configuration: the preset (or the defaults), overridden by the options given."""
+    config = PRESETS[args.preset] if args.preset else RunConfig()
+    overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)
+                 if getattr(args, field.name, None) is not None}
+    return dataclasses.replace(config, **overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from green_profiles.fits import verdict
+    from green_profiles.profiles import run_profile
+
+    config = config_from_args(args)
+    run = run_profile(config, data_dir=args.data_dir, device=args.device, progress=not args.no_progress,
+                      recompute=args.recompute)
+    resolved = run.config
+    print(f"\n{run}")
+    print(f"stored in {run.path}")
+    print(f"targets {resolved.target_min}..{resolved.target_max} step {resolved.target_stride}, "
+          f"sources >= {resolved.source_min_index}, {len(run.distances)} distances up to {run.distances[-1]}")
+    print(f"top-1 accuracy {run.top1_accuracy:.3f}, mean loss {run.mean_loss:.3f} nats at the targets")
+    rate = run.metadata.get("rows_per_s")
+    if rate:
+        print(f"measured at {rate:.3f} rows/s ({run.metadata['backward_rows_per_s']:.3f} backward passes/s) "
+              f"on {run.metadata['environment']['device']}")
+    selections = SELECTIONS if args.selection == "both" else (args.selection,)
+    for selection in selections:
+        profile = run.profile(selection)
+        print(f"\n[{selection}] median diagonal-normalized profile (Ĝ, dimensionless) over {run.n_rows} rows")
+        print(profile[["count", "median", "q25", "q75"]].to_string(float_format=lambda v: f"{v:.4g}"))
+        print(f"\n[{selection}] fits over r >= 1, ranked by log-space RMSE")
+        print(run.fit(selection))
+        if args.bootstrap > 0:
+            print(f"[{selection}] {verdict(run.bootstrap(selection, n_boot=args.bootstrap, seed=resolved.seed))}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from green_profiles.profiles import list_runs
+
+    runs = list_runs(args.data_dir)
+    if runs.empty:
+        print("no runs stored yet")
+        return 0
+    columns = ["key", "model", "corpus", "seq_len", "n_windows", "shuffle", "dtype", "seed", "rows", "created"]
+    print(runs[columns].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

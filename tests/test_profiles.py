@@ -1,0 +1,291 @@
+"""The run store and the profile statistics, on a tiny random model saved as a local directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+import green_profiles.jacobian as jacobian
+from green_profiles.jacobian import logit_gradient_norms
+from green_profiles.profiles import (
+    PAPER_DISTANCES,
+    PRESETS,
+    RunConfig,
+    aggregate_rows,
+    load_run,
+    run_key,
+    run_profile,
+)
+
+CONTEXT = 64
+WORDS = ("the sea whale ship captain deck storm wind sail night day sun moon star island harbour rope "
+         "mast crew voyage water wave boat anchor coast rock cloud rain bird fish man woman letter house").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model directory, corpus file): a word-level tokenizer and a 2-layer Llama over its vocabulary."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    documents = [" ".join(rng.choice(WORDS, size=size)) for size in (400, 300, 20)]  # the last is too short
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": text, "title": f"doc {i}"}) + "\n"
+                              for i, text in enumerate(documents)))
+    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(documents, trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]")
+    model_dir = root / "tiny-llama"
+    fast.save_pretrained(model_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                         max_position_embeddings=CONTEXT, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(model_dir)
+    return model_dir, corpus
+
+
+def tiny_config(tiny_setup: tuple[Path, Path], **changes) -> RunConfig:
+    model_dir, corpus = tiny_setup
+    config = RunConfig(model=str(model_dir), corpus=str(corpus), seq_len=48, n_windows=5, target_min=36,
+                       target_max=47, target_stride=4, source_min_index=8, distances=(0, 1, 2, 4, 8, 16, 28, 32))
+    return dataclasses.replace(config, **changes)
+
+
+def forbid_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("the kernel ran, but the run should have come from the store")
+
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", refuse)
+
+
+def assert_same_arrays(a, b) -> None:
+    assert sorted(a.arrays) == sorted(b.arrays)
+    for name in a.arrays:
+        np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_defaults_at_2048_are_the_papers_pythia_settings():
+    scaled = RunConfig(model="pythia-14m", corpus="pg19", seq_len=2048, n_windows=1024).resolved()
+    assert scaled == PRESETS["pythia"].resolved()
+    assert (scaled.target_min, scaled.target_max, scaled.target_stride, scaled.source_min_index) == (1920, 2047, 8, 384)
+    assert len(scaled.targets) == 16
+    assert scaled.distances == PAPER_DISTANCES[:-1]  # 2048 would put a source left of 384
+    qwen = PRESETS["qwen"].resolved()
+    assert qwen.distances == PAPER_DISTANCES and len(qwen.targets) == 16
+
+
+def test_distances_violating_the_buffer_are_dropped_and_zero_kept():
+    config = RunConfig(seq_len=512, target_min=480, source_min_index=96, distances=(5, 384, 385, 1000)).resolved()
+    assert config.distances == (0, 5, 384)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seq_len": 1}, "seq_len"),
+        ({"n_windows": 0}, "n_windows"),
+        ({"shuffle": "words"}, "shuffle"),
+        ({"target_max": 512}, "targets"),
+        ({"target_min": 500, "target_max": 400}, "targets"),
+        ({"source_min_index": 500, "target_min": 480}, "source_min_index"),
+        ({"distances": (0, 400), "target_min": 480, "source_min_index": 96}, "no distance"),
+        ({"distances": (-1, 3)}, "non-negative"),
+    ],
+)
+def test_bad_configurations_say_what_is_wrong(changes, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**({"seq_len": 512} | changes)).resolved()
+
+
+def test_key_depends_on_what_changes_results_only():
+    config = RunConfig()
+    assert run_key(config, "cpu") == run_key(dataclasses.replace(config, dtype="float32"), "cpu")
+    assert run_key(config, "cpu") == run_key(config.resolved(), "cpu")
+    assert run_key(config, "cpu") != run_key(dataclasses.replace(config, seed=1), "cpu")
+    assert run_key(config, "cpu") != run_key(dataclasses.replace(config, dtype="bfloat16"), "cpu")
+    assert RunConfig.from_dict(config.resolved().to_dict()) == config.resolved()
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def test_aggregates_ignore_nan_zero_and_negative_values():
+    rows = np.array([[1.0, 0.5, np.nan],
+                     [1.0, 0.1, 0.0],
+                     [1.0, 0.3, -2.0],
+                     [1.0, np.inf, np.nan]])
+    table = aggregate_rows(rows, [0, 1, 2])
+    assert table["count"].tolist() == [4, 3, 0]
+    assert table.loc[1, "median"] == pytest.approx(0.3)
+    assert table.loc[1, "mean"] == pytest.approx(0.3)
+    assert np.isnan(table.loc[2, "median"]) and np.isnan(table.loc[2, "q90"])
+
+
+def test_aggregates_match_numpy_on_random_rows():
+    rng = np.random.default_rng(3)
+    rows = rng.lognormal(size=(101, 4))
+    table = aggregate_rows(rows, [0, 1, 2, 3])
+    np.testing.assert_allclose(table["median"], np.median(rows, axis=0))
+    np.testing.assert_allclose(table["q25"], np.quantile(rows, 0.25, axis=0))
+    ordered = np.sort(rows, axis=0)[10:-10]  # 10% of 101 rounds down to 10 from each end
+    np.testing.assert_allclose(table["trimmed_mean"], ordered.mean(axis=0))
+
+
+# --- the run store -------------------------------------------------------------------------
+
+
+def test_run_rows_are_the_kernel_at_the_grid(tiny_setup, tmp_path):
+    config = tiny_config(tiny_setup)
+    run = run_profile(config, data_dir=tmp_path, progress=False)
+    resolved = config.resolved()
+    assert list(run.distances) == [0, 1, 2, 4, 8, 16, 28]  # 32 would reach left of the buffer
+    assert run.n_rows == 5 * 3 and run.arrays["pred_raw"].shape == (5, 3, 7)
+    assert run.config == resolved
+    from green_profiles.models import load_model
+
+    model, _ = load_model(config.model)
+    window = 2
+    ids = torch.from_numpy(run.arrays["window_ids"][window])
+    for selection in ("true", "pred"):
+        tokens = torch.from_numpy(run.arrays[f"{selection}_tokens"][window])
+        full = logit_gradient_norms(model, ids[:-1], run.targets, tokens, min_source=8).numpy()
+        at_grid = full[np.arange(3)[:, None], run.targets[:, None] - run.distances[None, :]]
+        np.testing.assert_allclose(run.arrays[f"{selection}_raw"][window], at_grid, rtol=1e-5)
+    np.testing.assert_array_equal(run.arrays["true_tokens"][window], run.arrays["window_ids"][window][run.targets + 1])
+    normalized = run.normalized("pred")
+    np.testing.assert_allclose(normalized[:, 0], 1.0)
+    assert run.table.shape[0] == run.n_rows
+    assert set(run.table["title"]) <= {"doc 0", "doc 1"}  # doc 2 is too short for a window
+    assert run.table["pred_correct"].mean() == pytest.approx(run.top1_accuracy)
+    metadata = json.loads((run.path / "metadata.json").read_text())
+    assert metadata["config"] == resolved.to_dict() and metadata["dtype"] == "float32"
+    assert metadata["environment"]["versions"]["torch"] == torch.__version__
+    assert metadata["backward_rows_per_s"] > 0
+
+
+def test_identical_configuration_is_a_cache_hit(tiny_setup, tmp_path, monkeypatch):
+    config = tiny_config(tiny_setup)
+    first = run_profile(config, data_dir=tmp_path, progress=False)
+    forbid_kernel(monkeypatch)
+    second = run_profile(dataclasses.replace(config, dtype="float32"), data_dir=tmp_path, progress=False)
+    assert second.key == first.key
+    assert_same_arrays(first, second)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [first.key]  # nothing half-written left
+
+
+def test_interrupted_run_resumes_to_the_same_arrays(tiny_setup, tmp_path, monkeypatch):
+    config = tiny_config(tiny_setup, n_windows=6)
+    reference = run_profile(config, data_dir=tmp_path / "uninterrupted", progress=False)
+
+    real = jacobian.protocol_gradient_norms
+    calls: list[int] = []
+
+    def interrupt_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_profile(config, data_dir=tmp_path / "interrupted", progress=False)
+    store = tmp_path / "interrupted" / "runs"
+    assert [p.name for p in store.iterdir()] == [f"{reference.key}.partial"]  # no final directory yet
+
+    calls.clear()
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed = run_profile(config, data_dir=tmp_path / "interrupted", progress=False)
+    assert len(calls) == 4  # only the windows not done before
+    assert resumed.metadata["n_windows_resumed"] == 2
+    assert_same_arrays(reference, resumed)
+    assert [p.name for p in store.iterdir()] == [reference.key]
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "drop_metadata", "drop_rows"])
+def test_corrupt_run_is_detected_and_measured_again(tiny_setup, tmp_path, damage):
+    config = tiny_config(tiny_setup)
+    first = run_profile(config, data_dir=tmp_path, progress=False)
+    if damage == "flip_byte":
+        data = bytearray((first.path / "profiles.npz").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (first.path / "profiles.npz").write_bytes(bytes(data))
+    elif damage == "drop_metadata":
+        (first.path / "metadata.json").unlink()
+    else:
+        (first.path / "rows.csv").unlink()
+    with pytest.warns(UserWarning, match="measuring it again"):
+        again = run_profile(config, data_dir=tmp_path, progress=False)
+    assert_same_arrays(first, again)
+    load_run(again.path)  # valid again
+
+
+def test_unreadable_partial_part_is_ignored(tiny_setup, tmp_path):
+    config = tiny_config(tiny_setup)
+    partial = tmp_path / "runs" / f"{run_key(config)}.partial"
+    partial.mkdir(parents=True)
+    (partial / "part-000000-000002.npz").write_bytes(b"not an archive")
+    with pytest.warns(UserWarning, match="ignoring"):
+        run = run_profile(config, data_dir=tmp_path, progress=False)
+    assert run.metadata["n_windows_resumed"] == 0
+    assert not partial.exists()
+
+
+def test_window_longer_than_the_context_is_refused(tiny_setup, tmp_path):
+    with pytest.raises(ValueError, match="context"):
+        run_profile(tiny_config(tiny_setup, seq_len=CONTEXT + 1), data_dir=tmp_path, progress=False)
+
+
+def test_corpus_too_short_for_the_window_says_so(tiny_setup, tmp_path):
+    model_dir, _ = tiny_setup
+    short = tmp_path / "short.txt"
+    short.write_text("the sea " * 10)
+    with pytest.raises(ValueError, match="long enough"):
+        run_profile(tiny_config(tiny_setup, corpus=str(short)), data_dir=tmp_path, progress=False)
+
+
+def test_profile_fit_and_bootstrap_from_a_run(tiny_setup, tmp_path):
+    run = run_profile(tiny_config(tiny_setup, shuffle="window"), data_dir=tmp_path, progress=False)
+    profile = run.profile("true")
+    assert list(profile.index) == list(run.distances) and profile.loc[0, "median"] == 1.0
+    table = run.fit("pred")
+    assert {fit.name for fit in table} == {"power", "power_floor", "exp_floor"}
+    result = run.bootstrap("pred", n_boot=5)
+    assert result.n_groups == 5  # resampled by window, not by row
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def test_cli_runs_end_to_end_and_prints_the_fits(tiny_setup, tmp_path):
+    model_dir, corpus = tiny_setup
+    command = [sys.executable, "-m", "green_profiles", "--data-dir", str(tmp_path), "run", "--model", str(model_dir),
+               "--corpus", str(corpus), "--seq-len", "48", "--n-windows", "4", "--target-min", "36",
+               "--target-stride", "4", "--source-min-index", "8", "--distances", "0,1,2,4,8,16,28",
+               "--bootstrap", "20", "--no-progress"]
+    environment = os.environ | {"TRANSFORMERS_VERBOSITY": "error"}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for expected in ("[pred] fits over r >= 1", "[true] fits over r >= 1", "power_floor", "exp_floor",
+                     "window bootstrap, 20 replicates, 4 windows", "stored in"):
+        assert expected in result.stdout
+    listing = subprocess.run([sys.executable, "-m", "green_profiles", "--data-dir", str(tmp_path), "list"],
+                             capture_output=True, text=True, env=environment, timeout=120)
+    assert str(model_dir) in listing.stdout and " 12 " in listing.stdout and "float32" in listing.stdout
+
+    bad = subprocess.run(command[:-1] + ["--seq-len", "4096"], capture_output=True, text=True, env=environment,
+                         timeout=300)
+    assert bad.returncode == 2 and "error:" in bad.stderr
