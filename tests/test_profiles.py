@@ -81,11 +81,19 @@ def assert_same_arrays(a, b) -> None:
 def test_defaults_at_2048_are_the_papers_pythia_settings():
     scaled = RunConfig(model="pythia-14m", corpus="pg19", seq_len=2048, n_windows=1024).resolved()
     assert scaled == PRESETS["pythia"].resolved()
-    assert (scaled.target_min, scaled.target_max, scaled.target_stride, scaled.source_min_index) == (1920, 2047, 8, 384)
+    assert (scaled.target_min, scaled.target_max, scaled.target_stride, scaled.source_min_index) == (1920, 2040, 8, 384)
     assert len(scaled.targets) == 16
     assert scaled.distances == PAPER_DISTANCES[:-1]  # 2048 would put a source left of 384
     qwen = PRESETS["qwen"].resolved()
     assert qwen.distances == PAPER_DISTANCES and len(qwen.targets) == 16
+
+
+def test_equivalent_target_ranges_share_a_key():
+    stop_at_last = RunConfig(seq_len=512, target_min=480, target_max=504, target_stride=8)
+    stop_at_end = RunConfig(seq_len=512, target_stride=8)
+    assert stop_at_end.resolved().target_max == 504
+    assert run_key(stop_at_last, "cpu") == run_key(stop_at_end, "cpu")
+    np.testing.assert_array_equal(stop_at_end.targets, [480, 488, 496, 504])
 
 
 def test_distances_violating_the_buffer_are_dropped_and_zero_kept():

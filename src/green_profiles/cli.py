@@ -3,6 +3,7 @@
     green-profiles run --model smollm2-135m --corpus gutenberg --seq-len 512 --n-windows 24
     green-profiles run --preset pythia --n-windows 64 --device cuda
     green-profiles list
+    green-profiles notebook coherent_text --profile smoke -p seq_len 256
 
 ``run`` loads the run from the store when it was measured before (instantly),
 otherwise measures it with a progress bar, then prints the median profile, the
@@ -73,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
+    notebook = commands.add_parser("notebook", help="execute one experiment notebook into the book (papermill)")
+    notebook.add_argument("name", help="notebook name, e.g. coherent_text")
+    notebook.add_argument("--profile", default="default", help="settings profile in notebooks/profiles.yml")
+    notebook.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                          help="override a parameter (VALUE is read as YAML: 1024, [gutenberg], null)")
+    notebook.add_argument("--quiet", action="store_true", help="do not relay the notebook's output")
+    notebook.set_defaults(handler=_notebook)
+
     listing = commands.add_parser("list", help="list the runs in the store")
     listing.set_defaults(handler=_list)
     return parser
@@ -119,6 +128,17 @@ def _run(args: argparse.Namespace) -> int:
         print(run.fit(selection))
         if args.bootstrap > 0:
             print(f"[{selection}] {verdict(run.bootstrap(selection, n_boot=args.bootstrap, seed=resolved.seed))}")
+    return 0
+
+
+def _notebook(args: argparse.Namespace) -> int:
+    import yaml
+
+    from green_profiles.book import execute_notebook
+
+    overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
+    path = execute_notebook(args.name, profile=args.profile, overrides=overrides, log_output=not args.quiet)
+    print(f"executed {args.name} ({args.profile} profile) -> {path}")
     return 0
 
 

@@ -38,6 +38,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -135,6 +136,8 @@ class RunConfig:
             raise ValueError(f"target_stride must be positive, got {stride}")
         if not 0 <= buffer <= target_min:
             raise ValueError(f"source_min_index must lie in [0, target_min = {target_min}], got {buffer}")
+        # The last target actually used, so that equivalent ranges share one cache key.
+        target_max = target_min + (target_max - target_min) // stride * stride
         grid = PAPER_DISTANCES if self.distances is None else self.distances
         if any(int(r) < 0 for r in grid):
             raise ValueError(f"distances must be non-negative, got {tuple(grid)}")
@@ -298,6 +301,32 @@ class ProfileRun:
         return bootstrap_fits(self.distances, self.normalized(selection), n_boot=n_boot, seed=seed,
                               group=self.window_of_row, statistic=statistic)
 
+    def summary(self, selection: Selection = "pred", n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+        """One flat record of the run's headline numbers, for tables and forest plots.
+
+        ``p`` (power + floor) and the log-RMSE gap (exponential minus best power
+        law, positive when the power law fits better) with their window-bootstrap
+        95% intervals, the best model by log-RMSE, the verdict sentence, top-1
+        accuracy and mean loss at the targets.
+        """
+        from green_profiles.fits import verdict
+
+        result = self.bootstrap(selection, n_boot=n_boot, seed=seed)
+        point = result.point_estimates
+        best = result.point.best
+        return {
+            "model": self.config.model, "corpus": self.config.corpus, "shuffle": self.config.shuffle,
+            "selection": selection, "seq_len": self.config.seq_len, "windows": len(self.arrays["window_ids"]),
+            "rows": self.n_rows, "top1_accuracy": self.top1_accuracy, "mean_loss": self.mean_loss,
+            "best_model": best.name if best is not None else None,
+            "p": point["p_power_floor"], "p_low": result.intervals["p_power_floor"][0],
+            "p_high": result.intervals["p_power_floor"][1], "p_pure_power": point["p_power"],
+            "floor_c": point["c_power_floor"], "xi": point["xi_exp_floor"],
+            "rmse_gap": point["rmse_gap"], "rmse_gap_low": result.intervals["rmse_gap"][0],
+            "rmse_gap_high": result.intervals["rmse_gap"][1], "power_wins": result.power_wins_fraction,
+            "verdict": verdict(result), "key": self.key,
+        }
+
     @property
     def top1_accuracy(self) -> float:
         """Share of rows where the argmax prediction was the observed next token."""
@@ -408,7 +437,7 @@ def list_runs(data_dir: Path | None = None) -> Any:
 
 def _measure(config: RunConfig, key: str, final: Path, partial: Path, data_dir: Path | None,
              device: str | torch.device, progress: bool, kernel_options: dict[str, Any]) -> ProfileRun:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from green_profiles.corpora import load_corpus
     from green_profiles.jacobian import protocol_gradient_norms
@@ -440,8 +469,10 @@ def _measure(config: RunConfig, key: str, final: Path, partial: Path, data_dir: 
     fresh: dict[int, dict[str, np.ndarray]] = {}
     kernel_seconds, backward_rows = 0.0, 0
     last_flush = time.monotonic()
+    # Inside a notebook (stderr not a terminal) redraw rarely: papermill --log-output relays each redraw.
     bar = tqdm(total=len(windows) * len(targets), initial=len(done) * len(targets), unit="row",
-               desc=f"{config.model} {config.corpus} L={config.seq_len}", disable=not progress, smoothing=0.1)
+               desc=f"{config.model} {config.corpus} L={config.seq_len} shuffle={config.shuffle}",
+               disable=not progress, smoothing=0.1, mininterval=0.5 if sys.stderr.isatty() else 20.0)
     try:
         for index in pending:
             clock = time.perf_counter()

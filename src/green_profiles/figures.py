@@ -1,0 +1,159 @@
+"""Figures of the book: profiles on log-log axes with bands and fits, forest plots, the left-boundary hook.
+
+Every function draws into a matplotlib ``Axes`` it is given and returns what it
+fitted, so notebooks stay a few lines long and colours stay the same on every
+page: one colour per condition (:data:`CONDITION_COLORS`), one line style per
+decay model (:data:`FIT_STYLES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+
+from green_profiles.profiles import ProfileRun, Selection
+
+CONDITION_COLORS = {
+    "coherent": "#1f5fa8",
+    "shuffled": "#e07b00",
+    "random init": "#6b6b6b",
+    "gutenberg": "#1f5fa8",
+    "wikipedia": "#2a9d55",
+}
+_EXTRA_COLORS = ("#8e44ad", "#c0392b", "#16a085", "#d4ac0d", "#34495e", "#e84393")
+FIT_STYLES = {"power": ":", "power_floor": "--", "exp_floor": "-."}
+FIT_LABELS = {"power": "A(r+1)^-p", "power_floor": "c + A(r+1)^-p", "exp_floor": "c + A e^(-r/ξ)"}
+PROFILE_YLABEL = "Ĝ(r) = G(j, r) / G(j, 0)   (dimensionless)"
+DISTANCE_XLABEL = "distance r = j − source (tokens)"
+
+
+def condition_color(label: str, index: int = 0) -> str:
+    """The colour of a condition (``"coherent"``, ``"shuffled"``, ``"random init"``, a corpus), else a fixed cycle."""
+    return CONDITION_COLORS.get(label, _EXTRA_COLORS[index % len(_EXTRA_COLORS)])
+
+
+def plot_profile(
+    ax: Axes,
+    run: ProfileRun,
+    *,
+    selection: Selection = "pred",
+    label: str | None = None,
+    color: str | None = None,
+    rows_shown: int = 120,
+    fits: Sequence[str] = ("power_floor", "exp_floor"),
+    seed: int = 0,
+) -> Any:
+    """Median normalized profile over ``r >= 1`` on log-log axes, with its 25–75% band.
+
+    Draws ``rows_shown`` individual rows faintly behind (a seeded random subset),
+    the median with markers, and the fitted ``fits`` as lines whose legend
+    entries carry the parameters. Returns the :class:`~green_profiles.fits.FitTable`.
+    """
+    color = color or condition_color(label or "coherent")
+    label = label or f"{run.config.model} · {run.config.corpus}"
+    r = run.distances[1:].astype(float)
+    rows = run.normalized(selection)[:, 1:]
+    if rows_shown:
+        subset = np.random.default_rng(seed).permutation(len(rows))[:rows_shown]
+        with np.errstate(invalid="ignore"):
+            faint = np.where(rows[subset] > 0, rows[subset], np.nan)
+        ax.plot(r, faint.T, color=color, alpha=0.06, linewidth=0.6, zorder=1)
+    profile = run.profile(selection).iloc[1:]
+    ax.fill_between(r, profile["q25"], profile["q75"], color=color, alpha=0.22, linewidth=0, zorder=2,
+                    label=f"{label}: 25–75%")
+    ax.plot(r, profile["median"], "o-", color=color, markersize=3.5, linewidth=1.6, zorder=4,
+            label=f"{label}: median ({run.n_rows} rows)")
+    table = run.fit(selection)
+    dense = np.geomspace(r[0], r[-1], 200)
+    for name in fits:
+        fit = table.get(name)
+        if fit is None or not fit.success:
+            continue
+        ax.plot(dense, fit.curve(dense), FIT_STYLES[name], color=color, linewidth=1.3, zorder=3,
+                label=f"{FIT_LABELS[name]}: {describe_fit(fit)}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(DISTANCE_XLABEL)
+    ax.set_ylabel(PROFILE_YLABEL)
+    ax.grid(True, which="major", alpha=0.3)
+    return table
+
+
+def describe_fit(fit: Any) -> str:
+    """Short parameter text of a fit for a legend, e.g. ``p=0.82, c=0.011, RMSE 0.041``."""
+    params = fit.params
+    parts = []
+    if "p" in params:
+        parts.append(f"p={params['p']:.2f}")
+    if "xi" in params:
+        parts.append(f"ξ={params['xi']:.3g}")
+    if "c" in params:
+        parts.append(f"c={params['c']:.2g}")
+    parts.append(f"RMSE {fit.rmse:.3f}")
+    return ", ".join(parts)
+
+
+def plot_forest(ax: Axes, summaries: Any, *, value: str = "p", paper_band: tuple[float, float] | None = (0.7, 0.9)) -> None:
+    """Point estimates with bootstrap intervals, one line per row of ``summaries``.
+
+    ``summaries`` is a DataFrame with a ``label`` column and ``{value}``,
+    ``{value}_low``, ``{value}_high`` (as built from :meth:`ProfileRun.summary`).
+    ``paper_band`` shades the paper's range for ``p``.
+    """
+    labels = list(summaries["label"])
+    y = np.arange(len(labels))[::-1]
+    if paper_band is not None:
+        ax.axvspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}")
+    for position, (_, row) in zip(y, summaries.iterrows(), strict=True):
+        color = row.get("color") or condition_color(str(row["label"]))
+        ax.errorbar(row[value], position, xerr=[[row[value] - row[f"{value}_low"]], [row[f"{value}_high"] - row[value]]],
+                    fmt="o", color=color, capsize=3, markersize=5)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("decay exponent p of c + A(r+1)^-p (95% window-bootstrap interval)" if value == "p" else value)
+    ax.grid(True, axis="x", alpha=0.3)
+    if paper_band is not None:
+        ax.legend(loc="best", fontsize="small")
+
+
+def plot_source_profile(ax: Axes, run: ProfileRun, *, selection: Selection = "pred", label: str | None = None,
+                        color: str | None = None, buffer: int | None = None) -> None:
+    """Median normalized sensitivity against the source's position in the window (the left-boundary hook).
+
+    Meant for a dense run (every distance, no buffer, one target near the end):
+    the x axis is the source position ``s = j − r`` (tokens from the window
+    start). A rise towards ``s = 0`` is the hook the paper's buffer avoids;
+    ``buffer`` shades the sources a buffered run leaves out.
+    """
+    color = color or condition_color(label or "coherent")
+    target = int(run.targets[-1])
+    profile = run.profile(selection)
+    sources = target - profile.index.to_numpy()
+    keep = profile.index.to_numpy() >= 1
+    ax.fill_between(sources[keep], profile["q25"][keep], profile["q75"][keep], color=color, alpha=0.2, linewidth=0)
+    ax.plot(sources[keep], profile["median"][keep], color=color, linewidth=1.2,
+            label=f"{label or run.config.model}: median over {run.n_rows} rows (target j = {target})")
+    if buffer:
+        ax.axvspan(0, buffer, color="#f3c6c6", alpha=0.35, zorder=0, label=f"left buffer (sources < {buffer})")
+    ax.set_yscale("log")
+    ax.set_xlabel("source position s = j − r in the window (tokens)")
+    ax.set_ylabel(PROFILE_YLABEL)
+    ax.grid(True, alpha=0.3)
+
+
+def plot_fit_range(ax: Axes, scan: Any, *, model: str = "power_floor", paper_band: tuple[float, float] | None = (0.7, 0.9)) -> None:
+    """``p`` against the smallest and the largest fitted distance (a :func:`fit_range_scan` table)."""
+    if paper_band is not None:
+        ax.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label="paper's range")
+    for scan_kind, column, marker, text in (("r_min", "r_min", "o", "smallest fitted r (largest fixed)"),
+                                            ("r_max", "r_max", "s", "largest fitted r (from r = 1)")):
+        part = scan[(scan["scan"] == scan_kind) & (scan["model"] == model) & scan["success"]]
+        ax.errorbar(part[column], part["p"], yerr=part["p_stderr"].fillna(0), fmt=marker + "-", capsize=2,
+                    markersize=4, label=f"varying the {text}")
+    ax.set_xscale("log")
+    ax.set_xlabel("cut-off distance (tokens)")
+    ax.set_ylabel(f"fitted p ({FIT_LABELS[model]}, ± standard error)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
