@@ -35,8 +35,11 @@ $(INSTALLED): requirements.txt pyproject.toml
 data: $(INSTALLED)
 	$(PY) -m green_profiles.prepare
 
+# The suite, then the whole book pipeline at smoke size (papermill, Jupyter Book -W): a few minutes.
+# It leaves the smoke book in _build/html; the next `make book` re-executes the notebooks from cache.
 test: $(INSTALLED)
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory book PROFILE=smoke
 
 bench: $(INSTALLED)
 	$(PY) benchmarks/bench_jacobian.py
@@ -45,7 +48,8 @@ bench: $(INSTALLED)
 # through papermill, then builds the HTML. Measurements come from data/runs/, so re-executing a
 # notebook whose runs are stored recomputes no gradients.
 book: $(EXECUTED)
-	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going --quiet
+	$(PY) -m green_profiles list --markdown > book/experiments/runs.md
+	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
 	@echo "The book ($(PROFILE) profile): file://$(CURDIR)/_build/html/index.html"
 
 book/experiments/%.ipynb: notebooks/%.ipynb notebooks/profiles.yml $(PROFILE_STAMP) $(PACKAGE) | data
@@ -62,7 +66,8 @@ $(PROFILE_STAMP): FORCE
 notebook: $(INSTALLED)
 	@test -n "$(NB)" || { echo "usage: make notebook NB=<$(NOTEBOOKS)> PARAMS='-p name value ...'"; exit 2; }
 	$(PY) -m green_profiles notebook $(NB) --profile $(PROFILE) $(PARAMS)
-	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going --quiet
+	$(PY) -m green_profiles list --markdown > book/experiments/runs.md
+	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
 clean-book:

@@ -97,3 +97,14 @@ def _collapse_parameter_cells(path: Path) -> None:
         if "injected-parameters" in tags and "hide-input" not in tags:
             cell.metadata["tags"] = [*tags, "hide-input"]
     nbformat.write(notebook, path)
+
+
+class PlainText(str):
+    """A string that displays without quotes: glue it, and ``{glue}`page.ipynb::key``` pastes the bare text.
+
+    (Glued values pasted into another page are rendered from their ``text/plain``
+    form, which for an ordinary ``str`` is its quoted ``repr``.)
+    """
+
+    def __repr__(self) -> str:
+        return str(self)

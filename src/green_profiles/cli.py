@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     notebook.set_defaults(handler=_notebook)
 
     listing = commands.add_parser("list", help="list the runs in the store")
+    listing.add_argument("--markdown", action="store_true", help="a Markdown table with timings and versions")
     listing.set_defaults(handler=_list)
     return parser
 
@@ -149,8 +150,20 @@ def _list(args: argparse.Namespace) -> int:
     if runs.empty:
         print("no runs stored yet")
         return 0
-    columns = ["key", "model", "corpus", "seq_len", "n_windows", "shuffle", "dtype", "seed", "rows", "created"]
-    print(runs[columns].to_string(index=False))
+    if not args.markdown:
+        columns = ["key", "model", "corpus", "seq_len", "n_windows", "shuffle", "dtype", "seed", "rows", "created"]
+        print(runs[columns].to_string(index=False))
+        return 0
+    header = ("key", "model", "corpus", "shuffle", "L", "windows", "rows", "dtype", "kernel time", "rows/s",
+              "device", "torch", "transformers", "git commit", "created")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for run in runs.sort_values("created").itertuples():
+        rate = f"{run.rows_per_s:.3f}" if run.rows_per_s == run.rows_per_s and run.rows_per_s else "resumed"
+        commit = (run.git_commit or "")[:12] + ("-dirty" if str(run.git_commit).endswith("-dirty") else "")
+        cells = (f"`{run.key}`", run.model, run.corpus, run.shuffle, run.seq_len, run.n_windows, run.rows, run.dtype,
+                 f"{run.kernel_s:.0f} s", rate, run.device, run.torch, run.transformers, f"`{commit}`", run.created)
+        print("| " + " | ".join(str(cell) for cell in cells) + " |")
     return 0
 
 

@@ -425,8 +425,13 @@ def list_runs(data_dir: Path | None = None) -> Any:
     records = []
     for metadata_file in sorted(runs_directory(data_dir).glob("*/metadata.json")):
         metadata = json.loads(metadata_file.read_text())
+        environment = metadata.get("environment", {})
         records.append({"key": metadata["key"], **metadata["config"], "dtype": metadata["dtype"], "rows": metadata["n_rows"],
-                        "created": metadata["created"]})
+                        "created": metadata["created"], "device": environment.get("device"),
+                        "kernel_s": metadata["timings"].get("kernel_s"), "rows_per_s": metadata.get("rows_per_s"),
+                        "git_commit": environment.get("git_commit"),
+                        "torch": environment.get("versions", {}).get("torch"),
+                        "transformers": environment.get("versions", {}).get("transformers")})
     return pd.DataFrame.from_records(records)
 
 
