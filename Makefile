@@ -14,7 +14,7 @@ PACKAGE := $(wildcard src/green_profiles/*.py)
 # Notebooks run with their own working directory; the data directory must not depend on it.
 export GREEN_PROFILES_DATA ?= $(CURDIR)/data
 
-.PHONY: setup data test bench book notebook clean-venv clean-book FORCE
+.PHONY: setup data test bench book notebook screenshots clean-venv clean-book FORCE
 
 setup: $(INSTALLED)
 
@@ -69,6 +69,21 @@ notebook: $(INSTALLED)
 	$(PY) -m green_profiles list --markdown > book/experiments/runs.md
 	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
+
+# Look at the built book in a real browser: headless Chromium (Debian package `chromium`)
+# screenshots of every page into _build/screenshots/.
+PAGES := book/intro book/methods $(NOTEBOOKS:%=book/experiments/%) book/summary book/reproducibility
+screenshots:
+	@command -v chromium > /dev/null || { echo "needs chromium (apt-get install chromium)"; exit 2; }
+	@test -f _build/html/book/intro.html || { echo "build the book first: make book"; exit 2; }
+	@mkdir -p _build/screenshots
+	@profile=$$(mktemp -d); for page in $(PAGES); do \
+	  chromium --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+	    --disable-component-update --disable-sync --user-data-dir=$$profile --hide-scrollbars \
+	    --window-size=1280,2400 --virtual-time-budget=5000 \
+	    --screenshot=_build/screenshots/$$(basename $$page).png file://$(CURDIR)/_build/html/$$page.html \
+	    2> /dev/null && echo "_build/screenshots/$$(basename $$page).png"; \
+	done; rm -rf $$profile
 
 clean-book:
 	rm -rf _build $(EXECUTED) $(PROFILE_STAMP)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
-import hashlib
 import importlib.metadata
 import json
 import lzma
@@ -56,7 +55,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from green_profiles.locations import default_data_dir, hub_reachable
+from green_profiles.locations import default_data_dir, file_sha256, hub_reachable
 
 # Bump when the cleaning changes: prepared files from an older version are rebuilt.
 PREPARATION_VERSION = 2
@@ -272,7 +271,7 @@ def _source_is_complete(corpora_dir: Path, record: dict | None) -> bool:
         return False
     for entry in record["corpora"].values():
         path = corpora_dir / entry["file"]
-        if not path.is_file() or _sha256(path) != entry["sha256"]:
+        if not path.is_file() or file_sha256(path) != entry["sha256"]:
             return False
     return True
 
@@ -321,19 +320,12 @@ def _write_corpus(data_dir: Path, corpus: str, documents: list[Document], **extr
     _write_atomic(path, "\n".join(lines) + "\n")
     return {
         "file": path.name,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "documents": len(documents),
         "characters": sum(len(doc.text) for doc in documents),
         **extra,
     }
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -380,7 +372,7 @@ def _debian_r_data(data_dir: Path, package: str, r_package: str) -> tuple[dict, 
         "package": fields["Package"] or package,
         "version": fields["Version"],
         "file": f"raw/{deb.name}",
-        "sha256": _sha256(deb),
+        "sha256": file_sha256(deb),
         "parsed_with": f"rdata {importlib.metadata.version('rdata')}",
     }
     return record, objects
@@ -615,7 +607,7 @@ def _prepare_botchan(data_dir: Path) -> dict:
         "package": "sentencepiece",
         "version": SENTENCEPIECE_VERSION,
         "file": f"raw/{sdist.name}",
-        "sha256": _sha256(sdist),
+        "sha256": file_sha256(sdist),
         "member": member,
         "corpora": {"botchan": _write_corpus(data_dir, "botchan", documents, gutenberg_ebook=8868)},
     }
@@ -688,7 +680,7 @@ def _prepare_wikipedia(data_dir: Path) -> dict:
         "package": "gensim",
         "version": version,
         "file": GENSIM_DUMP,
-        "sha256": _sha256(dump),
+        "sha256": file_sha256(dump),
         "corpora": {"wikipedia": _write_corpus(data_dir, "wikipedia", documents, **counts)},
     }
 

@@ -50,7 +50,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from green_profiles.locations import default_data_dir
+from green_profiles.locations import default_data_dir, file_sha256
 from green_profiles.precision import resolve_device, resolve_dtype
 
 # The paper's distance grid (Pythia up to 1536; Qwen adds 2048).
@@ -409,7 +409,7 @@ def load_run(path: Path) -> ProfileRun:
         raise CorruptRunError(f"run {path} has no readable metadata.json ({error})") from error
     for name in _DATA_FILES:
         file = path / name
-        if not file.is_file() or _sha256(file) != metadata.get("sha256", {}).get(name):
+        if not file.is_file() or file_sha256(file) != metadata.get("sha256", {}).get(name):
             raise CorruptRunError(f"run {path}: {name} is missing or does not match its checksum")
     with np.load(path / "profiles.npz") as archive:
         arrays = {name: archive[name] for name in archive.files}
@@ -569,7 +569,7 @@ def _write_run(final: Path, arrays: Mapping[str, np.ndarray], table: Any, metada
     try:
         np.savez_compressed(staging / "profiles.npz", **arrays)
         table.to_csv(staging / "rows.csv", index=False)
-        metadata["sha256"] = {name: _sha256(staging / name) for name in _DATA_FILES}
+        metadata["sha256"] = {name: file_sha256(staging / name) for name in _DATA_FILES}
         (staging / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         if final.exists():  # a corrupt earlier attempt, or recompute=True
             shutil.rmtree(final)
@@ -628,13 +628,6 @@ def _check_selection(selection: str) -> None:
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
