@@ -14,7 +14,7 @@ PACKAGE := $(wildcard src/green_profiles/*.py)
 # Notebooks run with their own working directory; the data directory must not depend on it.
 export GREEN_PROFILES_DATA ?= $(CURDIR)/data
 
-.PHONY: setup data test bench book notebook screenshots clean-venv clean-book FORCE
+.PHONY: setup data test browser bench book notebook screenshots clean-venv clean-book FORCE
 
 setup: $(INSTALLED)
 
@@ -35,11 +35,21 @@ $(INSTALLED): requirements.txt pyproject.toml
 data: $(INSTALLED)
 	$(PY) -m green_profiles.prepare
 
-# The suite, then the whole book pipeline at smoke size (papermill, Jupyter Book -W): a few minutes.
-# It leaves the smoke book in _build/html; the next `make book` re-executes the notebooks from cache.
-test: $(INSTALLED)
+# The suite, then the whole book pipeline at smoke size (papermill, Jupyter Book -W), then the built
+# pages in headless Chromium: a few minutes. It leaves the smoke book in _build/html and screenshots of
+# its pages in _build/screenshots; the next `make book` re-executes the notebooks from cache.
+test: $(INSTALLED) browser
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory book PROFILE=smoke
+	$(PY) -m pytest -m browser
+
+# Headless Chromium and its matching driver, from Debian, for the rendered-book tests.
+browser:
+	@command -v chromium > /dev/null && command -v chromedriver > /dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver (headless browser for the rendered-book tests)"; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver > /dev/null 2>&1 || \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver > /dev/null; }; }
 
 bench: $(INSTALLED)
 	$(PY) benchmarks/bench_jacobian.py
@@ -70,20 +80,12 @@ notebook: $(INSTALLED)
 	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
-# Look at the built book in a real browser: headless Chromium (Debian package `chromium`)
-# screenshots of every page into _build/screenshots/.
-PAGES := book/intro book/methods $(NOTEBOOKS:%=book/experiments/%) book/summary book/reproducibility
-screenshots:
-	@command -v chromium > /dev/null || { echo "needs chromium (apt-get install chromium)"; exit 2; }
+# Look at the built book in a real browser: opens every page in headless Chromium, checks figures
+# and equations, and keeps full-page screenshots in _build/screenshots/.
+screenshots: $(INSTALLED) browser
 	@test -f _build/html/book/intro.html || { echo "build the book first: make book"; exit 2; }
-	@mkdir -p _build/screenshots
-	@profile=$$(mktemp -d); for page in $(PAGES); do \
-	  chromium --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
-	    --disable-component-update --disable-sync --user-data-dir=$$profile --hide-scrollbars \
-	    --window-size=1280,2400 --virtual-time-budget=5000 \
-	    --screenshot=_build/screenshots/$$(basename $$page).png file://$(CURDIR)/_build/html/$$page.html \
-	    2> /dev/null && echo "_build/screenshots/$$(basename $$page).png"; \
-	done; rm -rf $$profile
+	$(PY) -m pytest -m browser -q
+	@ls _build/screenshots/*.png
 
 clean-book:
 	rm -rf _build $(EXECUTED) $(PROFILE_STAMP)

@@ -1,0 +1,125 @@
+"""The built book, opened in a real browser (headless Chromium through its Debian chromedriver).
+
+These tests read ``_build/html``, so they run after the book is built: ``make test``
+runs the suite, builds the smoke book, then runs this file (``pytest -m browser``).
+Each page is loaded, MathJax is given time to typeset, and then:
+
+- every image on the page has loaded (``naturalWidth > 0``) and each experiment
+  page shows at least one figure;
+- every math element of the page has been typeset by MathJax (no raw TeX such
+  as ``\\(\\hat G\\)`` left in the text a reader sees);
+- the summary page's glued numbers were pasted (no missing-glue placeholders).
+
+A full-page screenshot of each page is kept under ``_build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+BUILD = Path("_build/html")
+SCREENSHOTS = Path("_build/screenshots")
+EXPERIMENTS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep")
+PAGES = ("book/intro", "book/methods", *(f"book/experiments/{name}" for name in EXPERIMENTS),
+         "book/summary", "book/reproducibility")
+PAGES_WITH_MATH = ("book/intro", "book/methods", "book/experiments/coherent_text", "book/summary")
+
+# Run in the page once MathJax has finished: what a reader would see.
+_INSPECT = """
+const images = Array.from(document.querySelectorAll('article img'));
+const math = Array.from(document.querySelectorAll('.math'));
+return {
+  images: images.length,
+  broken: images.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src),
+  math: math.length,
+  typeset: document.querySelectorAll('mjx-container').length,
+  raw_tex: math.filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 60)),
+  text: document.querySelector('article') ? document.querySelector('article').innerText : '',
+};
+"""
+_MATHJAX_DONE = """
+const done = arguments[arguments.length - 1];
+if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) { done('no MathJax'); return; }
+MathJax.startup.promise.then(() => done('ok')).catch(error => done('failed: ' + error));
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        message = "needs Debian's chromium and chromium-driver (make test installs them: apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    if not (BUILD / "book/intro.html").is_file():
+        pytest.fail(f"no built book in {BUILD}: run `make book PROFILE=smoke` first (make test does)")
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager look for drivers online
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_script_timeout(30)
+    driver.set_page_load_timeout(60)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _open(driver, page: str) -> dict:
+    driver.get((BUILD / f"{page}.html").resolve().as_uri())
+    state = driver.execute_async_script(_MATHJAX_DONE)
+    report = driver.execute_script(_INSPECT)
+    report["mathjax"] = state
+    _screenshot(driver, SCREENSHOTS / f"{Path(page).name}.png")
+    return report
+
+
+def _screenshot(driver, path: Path) -> None:
+    """The whole page, not just the window (Chrome DevTools' captureBeyondViewport)."""
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    size = metrics["cssContentSize"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16000), "scale": 1},
+    })
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_figures_and_math(browser, page):
+    report = _open(browser, page)
+    assert report["broken"] == [], f"{page}: images that did not load: {report['broken']}"
+    if page.startswith("book/experiments/"):
+        assert report["images"] >= 1, f"{page} shows no figure"
+    if report["math"]:
+        assert report["mathjax"] == "ok", f"{page}: MathJax did not run ({report['mathjax']})"
+        assert report["raw_tex"] == [], f"{page}: math left as raw TeX: {report['raw_tex'][:5]}"
+        assert report["typeset"] >= report["math"]
+    if page in PAGES_WITH_MATH:
+        assert report["math"] >= 1, f"{page} should contain equations"
+    for raw in ("\\hat", "\\frac", "$$"):
+        assert raw not in report["text"], f"{page}: raw TeX {raw!r} visible in the page text"
+    assert (SCREENSHOTS / f"{Path(page).name}.png").stat().st_size > 10_000
+
+
+def test_summary_pastes_the_measured_numbers(browser):
+    report = _open(browser, "book/summary")
+    text = report["text"]
+    # Every glued cell holds a value with its bootstrap interval, e.g. "0.83 [0.71, 0.95]".
+    assert text.count("[") >= 10, "the summary's tables of exponents are empty"
+    for placeholder in ("glue", "undefined"):
+        assert placeholder not in text, f"summary shows {placeholder!r}"
