@@ -8,7 +8,16 @@ import papermill
 import pytest
 import yaml
 
-from green_profiles.book import execute_notebook, profile_parameters
+from green_profiles.book import (
+    Experiment,
+    compare_with_paper,
+    corpus_family,
+    execute_notebook,
+    profile_parameters,
+    summary_table,
+    verdict_list,
+)
+from green_profiles.profiles import RunConfig
 
 NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep")
 PROFILES = Path("notebooks/profiles.yml")
@@ -43,3 +52,41 @@ def test_unknown_profile_and_parameter_are_refused(tmp_path):
     with pytest.raises(ValueError, match="no notebook"):
         execute_notebook("nonexistent", output_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_experiment_takes_run_settings_from_notebook_parameters():
+    parameters = {"seq_len": 256, "n_windows": 3, "distances": [0, 1, 4], "device": "cpu", "seed": 7,
+                  "corpora": ["gutenberg"], "n_boot": 10, "plt": object()}  # the last three are not run settings
+    experiment = Experiment.from_parameters(parameters)
+    assert experiment.device == "cpu"
+    assert experiment.base == RunConfig(seq_len=256, n_windows=3, distances=(0, 1, 4), seed=7)
+
+
+@pytest.mark.parametrize(("p", "low", "high", "expected"), [
+    (0.8, 0.6, 1.0, "within the paper's range"),
+    (0.95, 0.85, 1.1, "interval overlaps the paper's range"),
+    (0.65, 0.5, 0.72, "interval overlaps the paper's range"),
+    (1.2, 0.91, 1.5, "steeper than the paper's range"),
+    (0.4, 0.3, 0.69, "shallower than the paper's range"),
+    (float("nan"), 0.3, 0.69, "no estimate"),
+])
+def test_exponents_are_placed_against_the_papers_range(p, low, high, expected):
+    assert compare_with_paper(p, low, high) == expected
+
+
+def test_summary_rows_of_hub_and_offline_corpora_coincide():
+    assert corpus_family("pg19") == corpus_family("gutenberg") == "gutenberg"
+    assert corpus_family("wikitext-103") == corpus_family("wikipedia") == "wikipedia"
+    assert corpus_family("my_notes.txt") == "my_notes.txt"
+
+
+def test_summary_table_writes_intervals_next_to_estimates():
+    record = {"label": "gutenberg · pred", "rows": 64, "top1_accuracy": 0.28125, "mean_loss": 3.314,
+              "best_model": "power_floor", "p": 1.093, "p_low": 0.901, "p_high": 1.29, "rmse_gap": 0.1,
+              "rmse_gap_low": 0.006, "rmse_gap_high": 0.146, "verdict": "power law: p = 1.093 ..."}
+    table = summary_table([record])
+    row = table.loc["gutenberg · pred"]
+    assert row["p [95% CI]"] == "1.09 [0.90, 1.29]"
+    assert row["gap exp − power [95% CI]"] == "+0.100 [+0.006, +0.146]"
+    assert (row["top-1 acc."], row["verdict"]) == ("28.1%", "power law")
+    assert verdict_list([record]) == "- **gutenberg · pred**: power law: p = 1.093 ..."

@@ -12,11 +12,16 @@ notebook where the book would pick it up.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from green_profiles.profiles import ProfileRun, RunConfig
 
 PROFILES_FILE = Path("notebooks/profiles.yml")
 
@@ -108,3 +113,93 @@ class PlainText(str):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The shared settings of one notebook's runs, and the one way a notebook gets a run.
+
+    ``base`` holds the settings every run of the notebook shares; :meth:`measure`
+    varies some of them (a corpus, a shuffle, a model) and returns the run from the
+    store, measuring it first only if it is not there.
+    """
+
+    base: RunConfig
+    device: str = "auto"
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> Experiment:
+        """Build from a notebook's parameters (pass ``globals()``): names that are
+        :class:`~green_profiles.profiles.RunConfig` fields, plus ``device``; anything else is ignored.
+        A ``model`` parameter sets the base model; a notebook with ``models`` chooses one per run."""
+        from green_profiles.profiles import RunConfig
+
+        fields = {field.name for field in dataclasses.fields(RunConfig)}
+        settings = {name: parameters[name] for name in fields if name in parameters}
+        if settings.get("distances") is not None:
+            settings["distances"] = tuple(int(r) for r in settings["distances"])
+        return cls(base=RunConfig(**settings), device=str(parameters.get("device", "auto")))
+
+    def measure(self, **changes: Any) -> ProfileRun:
+        """The run with ``changes`` applied to :attr:`base` (progress goes to the build log)."""
+        from green_profiles.profiles import run_profile
+
+        return run_profile(dataclasses.replace(self.base, **changes), device=self.device)
+
+
+PAPER_P_RANGE = (0.7, 0.9)
+
+
+def compare_with_paper(p: float, low: float, high: float, paper: tuple[float, float] = PAPER_P_RANGE) -> str:
+    """Where an exponent with its interval ``[low, high]`` stands against the paper's range of ``p``.
+
+    "within" when the point estimate lies in the range; otherwise "consistent" when
+    the interval reaches into it, "steeper" or "shallower" when the whole interval
+    lies above or below it; "no estimate" when the fit failed.
+    """
+    if not all(value == value for value in (p, low, high)):  # NaN
+        return "no estimate"
+    if paper[0] <= p <= paper[1]:
+        return "within the paper's range"
+    if low > paper[1]:
+        return "steeper than the paper's range"
+    if high < paper[0]:
+        return "shallower than the paper's range"
+    return "interval overlaps the paper's range"
+
+
+def summary_table(records: list[Mapping[str, Any]]) -> Any:
+    """The headline numbers of several runs (:meth:`ProfileRun.summary` records with a ``label``),
+    one line per run, intervals written next to their estimates so the table fits the text column."""
+    import pandas as pd
+
+    def interval(record: Mapping[str, Any], key: str, spec: str) -> str:
+        return f"{record[key]:{spec}} [{record[key + '_low']:{spec}}, {record[key + '_high']:{spec}}]"
+
+    return pd.DataFrame.from_records([{
+        "label": record["label"],
+        "rows": record["rows"],
+        "top-1 acc.": f"{record['top1_accuracy']:.1%}",
+        "loss (nats)": f"{record['mean_loss']:.2f}",
+        "best law": record["best_model"],
+        "p [95% CI]": interval(record, "p", ".2f"),
+        "gap exp − power [95% CI]": interval(record, "rmse_gap", "+.3f"),
+        "verdict": record["verdict"].split(":")[0],
+    } for record in records]).set_index("label")
+
+
+def verdict_list(records: list[Mapping[str, Any]]) -> str:
+    """The verdict sentences of several runs as a Markdown list (display it with ``IPython.display.Markdown``)."""
+    return "\n".join(f"- **{record['label']}**: {record['verdict']}" for record in records)
+
+
+# The summary page names its rows by kind of text, so that the offline corpora and the paper's
+# hub corpora fill the same rows.
+_CORPUS_FAMILIES = {"gutenberg": "gutenberg", "pg19": "gutenberg", "botchan": "gutenberg",
+                    "wikipedia": "wikipedia", "wikitext-103": "wikipedia"}
+
+
+def corpus_family(corpus: str) -> str:
+    """``"gutenberg"`` for books (our Gutenberg novels, PG-19), ``"wikipedia"`` for encyclopedia text
+    (our Wikipedia sample, WikiText-103), the corpus' own name otherwise: the key of its summary rows."""
+    return _CORPUS_FAMILIES.get(corpus, corpus)

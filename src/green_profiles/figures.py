@@ -25,9 +25,31 @@ CONDITION_COLORS = {
 }
 _EXTRA_COLORS = ("#8e44ad", "#c0392b", "#16a085", "#d4ac0d", "#34495e", "#e84393")
 FIT_STYLES = {"power": ":", "power_floor": "--", "exp_floor": "-."}
-FIT_LABELS = {"power": "A(r+1)^-p", "power_floor": "c + A(r+1)^-p", "exp_floor": "c + A e^(-r/ξ)"}
-PROFILE_YLABEL = "Ĝ(r) = G(j, r) / G(j, 0)   (dimensionless)"
+FIT_LABELS = {"power": r"$A(r+1)^{-p}$", "power_floor": r"$c + A(r+1)^{-p}$", "exp_floor": r"$c + A\,e^{-r/\xi}$"}
+PROFILE_YLABEL = r"$\hat G(r) = G(j, r)\,/\,G(j, 0)$   (dimensionless)"
 DISTANCE_XLABEL = "distance r = j − source (tokens)"
+# Figures are drawn at about the width of the book's text column (~ 800 px at 110 dpi), so that
+# their text appears at its nominal size on a laptop screen instead of being scaled down.
+PANEL_SIZE = (7.4, 4.6)
+
+
+def use_book_style() -> None:
+    """Matplotlib and pandas display settings shared by every notebook of the book."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 10, "axes.titlesize": 11,
+                         "legend.fontsize": 8, "legend.framealpha": 0.85})
+    pd.options.display.float_format = "{:.4g}".format
+
+
+def panel_grid(n_panels: int, *, height: float = PANEL_SIZE[1], sharex: bool = True, sharey: bool = True) -> Any:
+    """A figure of ``n_panels`` panels stacked vertically at the text column's width; returns ``(fig, axes)``."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(n_panels, 1, figsize=(PANEL_SIZE[0], height * n_panels), sharex=sharex,
+                             sharey=sharey, squeeze=False)
+    return fig, list(axes[:, 0])
 
 
 def condition_color(label: str, index: int = 0) -> str:
@@ -144,7 +166,13 @@ def plot_source_profile(ax: Axes, run: ProfileRun, *, selection: Selection = "pr
 
 
 def plot_fit_range(ax: Axes, scan: Any, *, model: str = "power_floor", paper_band: tuple[float, float] | None = (0.7, 0.9)) -> None:
-    """``p`` against the smallest and the largest fitted distance (a :func:`fit_range_scan` table)."""
+    """``p`` against the smallest and the largest fitted distance (a :func:`fit_range_scan` table).
+
+    A fit on the last few distances alone can run to the bound ``p = 10`` with a
+    huge standard error; the y axis is limited to the plausible range (``0..3``
+    or the largest well-determined ``p``), so such points do not flatten the rest,
+    and each scan's points are joined only where the fit succeeded.
+    """
     if paper_band is not None:
         ax.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label="paper's range")
     for scan_kind, column, marker, text in (("r_min", "r_min", "o", "smallest fitted r (largest fixed)"),
@@ -152,8 +180,10 @@ def plot_fit_range(ax: Axes, scan: Any, *, model: str = "power_floor", paper_ban
         part = scan[(scan["scan"] == scan_kind) & (scan["model"] == model) & scan["success"]]
         ax.errorbar(part[column], part["p"], yerr=part["p_stderr"].fillna(0), fmt=marker + "-", capsize=2,
                     markersize=4, label=f"varying the {text}")
+    finite = scan[(scan["model"] == model) & scan["success"] & (scan["p_stderr"] < 1.0)]["p"]
+    ax.set_ylim(0.0, max(3.0, float(finite.max()) * 1.1) if len(finite) else 3.0)
     ax.set_xscale("log")
     ax.set_xlabel("cut-off distance (tokens)")
-    ax.set_ylabel(f"fitted p ({FIT_LABELS[model]}, ± standard error)")
+    ax.set_ylabel(f"fitted p of {FIT_LABELS[model]}\n(± standard error)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
