@@ -118,26 +118,45 @@ def describe_fit(fit: Any) -> str:
     return ", ".join(parts)
 
 
-def plot_forest(ax: Axes, summaries: Any, *, value: str = "p", paper_band: tuple[float, float] | None = (0.7, 0.9)) -> None:
+def plot_forest(ax: Axes, summaries: Any, *, value: str = "p", paper_band: tuple[float, float] | None = (0.7, 0.9),
+                max_shown: float = 3.0) -> None:
     """Point estimates with bootstrap intervals, one line per row of ``summaries``.
 
     ``summaries`` is a DataFrame with a ``label`` column and ``{value}``,
     ``{value}_low``, ``{value}_high`` (as built from :meth:`ProfileRun.summary`).
-    ``paper_band`` shades the paper's range for ``p``.
+    ``paper_band`` shades the paper's range for ``p``. The axis ends at
+    ``max_shown`` (or the largest interval end below 5, if larger), so that a
+    degenerate fit (a flat profile drives ``p`` to its bound of 10) does not squeeze
+    the others: such an estimate is drawn as an arrow at the edge with its value written.
     """
     labels = list(summaries["label"])
     y = np.arange(len(labels))[::-1]
+    ends = summaries[f"{value}_high"].to_numpy(dtype=float)
+    right = max(max_shown, *(ends[np.isfinite(ends) & (ends < 5.0)] * 1.05), 0.0)
     if paper_band is not None:
         ax.axvspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}")
     for position, (_, row) in zip(y, summaries.iterrows(), strict=True):
         color = row.get("color") or condition_color(str(row["label"]))
-        ax.errorbar(row[value], position, xerr=[[row[value] - row[f"{value}_low"]], [row[f"{value}_high"] - row[value]]],
+        estimate, low, high = (float(row[key]) for key in (value, f"{value}_low", f"{value}_high"))
+        if not np.isfinite(estimate):
+            ax.text(0.02 * right, position, "no estimate (fit failed)", va="center", fontsize="small", color=color)
+            continue
+        if estimate > right:
+            ax.plot([min(low, right), right], [position, position], color=color, linewidth=1.2)
+            ax.plot(right, position, ">", color=color, markersize=7, clip_on=False)
+            ax.text(0.98 * right, position + 0.18, f"{value} = {estimate:.2f} [{low:.2f}, {high:.2f}]: beyond the axis",
+                    ha="right", fontsize="small", color=color)
+            continue
+        ax.errorbar(estimate, position, xerr=[[estimate - low], [min(high, right) - estimate]],
                     fmt="o", color=color, capsize=3, markersize=5)
+    ax.set_xlim(0.0, right)
+    ax.set_ylim(y.min() - 0.6, y.max() + 0.6)
     ax.set_yticks(y, labels)
-    ax.set_xlabel("decay exponent p of c + A(r+1)^-p (95% window-bootstrap interval)" if value == "p" else value)
+    ax.set_xlabel(f"decay exponent p of {FIT_LABELS['power_floor']} (95% window-bootstrap interval)"
+                  if value == "p" else value)
     ax.grid(True, axis="x", alpha=0.3)
     if paper_band is not None:
-        ax.legend(loc="best", fontsize="small")
+        ax.legend(loc="lower right", fontsize="small")
 
 
 def plot_source_profile(ax: Axes, run: ProfileRun, *, selection: Selection = "pred", label: str | None = None,

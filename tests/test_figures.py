@@ -1,0 +1,38 @@
+"""Figure helpers: a degenerate exponent must not squeeze the forest plot."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from green_profiles.figures import plot_forest  # noqa: E402
+
+
+def _forest(rows):
+    fig, ax = plt.subplots()
+    plot_forest(ax, pd.DataFrame(rows))
+    texts = [text.get_text() for text in ax.texts]
+    limits = ax.get_xlim()
+    plt.close(fig)
+    return limits, texts
+
+
+def test_forest_axis_stays_on_the_plausible_range_when_a_fit_hits_the_bound():
+    trained = {"label": "trained", "p": 1.09, "p_low": 0.90, "p_high": 1.29}
+    flat = {"label": "random init", "p": 9.89, "p_low": 0.02, "p_high": 9.98}
+    failed = {"label": "failed", "p": math.nan, "p_low": math.nan, "p_high": math.nan}
+    (left, right), texts = _forest([trained, flat, failed])
+    assert (left, right) == (0.0, 3.0)
+    assert "p = 9.89 [0.02, 9.98]: beyond the axis" in texts
+    assert "no estimate (fit failed)" in texts
+
+
+def test_forest_axis_widens_for_a_well_determined_large_exponent():
+    (_, right), texts = _forest([{"label": "steep", "p": 3.5, "p_low": 3.2, "p_high": 4.0}])
+    assert right == 4.0 * 1.05 and texts == []
