@@ -15,7 +15,6 @@ A full-page screenshot of each page is kept under ``_build/screenshots/``.
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 from pathlib import Path
@@ -29,6 +28,7 @@ SCREENSHOTS = Path("_build/screenshots")
 EXPERIMENTS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep")
 PAGES = ("book/intro", "book/methods", *(f"book/experiments/{name}" for name in EXPERIMENTS),
          "book/summary", "book/reproducibility")
+WINDOW_WIDTH = 1280
 PAGES_WITH_MATH = ("book/intro", "book/methods", "book/experiments/coherent_text", "book/summary")
 
 # Run in the page once MathJax has finished: what a reader would see.
@@ -89,14 +89,13 @@ def _open(driver, page: str) -> dict:
 
 
 def _screenshot(driver, path: Path) -> None:
-    """The whole page, not just the window (Chrome DevTools' captureBeyondViewport)."""
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics["cssContentSize"]
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16000), "scale": 1},
-    })
-    path.write_bytes(base64.b64decode(shot["data"]))
+    """The whole page: the window is made as tall as the page (up to 16,000 px), then captured."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(WINDOW_WIDTH, min(int(height) + 120, 16_000))
+    try:
+        driver.save_screenshot(str(path))
+    finally:
+        driver.set_window_size(WINDOW_WIDTH, 1000)
 
 
 @pytest.mark.parametrize("page", PAGES)
