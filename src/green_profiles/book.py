@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from green_profiles.fits import PAPER_P_RANGE
+
 if TYPE_CHECKING:
     from green_profiles.profiles import ProfileRun, RunConfig
 
@@ -147,13 +149,10 @@ class Experiment:
         return run_profile(dataclasses.replace(self.base, **changes), device=self.device)
 
 
-PAPER_P_RANGE = (0.7, 0.9)
-
-
 def compare_with_paper(p: float, low: float, high: float, paper: tuple[float, float] = PAPER_P_RANGE) -> str:
     """Where an exponent with its interval ``[low, high]`` stands against the paper's range of ``p``.
 
-    "within" when the point estimate lies in the range; otherwise "consistent" when
+    "within" when the point estimate lies in the range; otherwise "overlaps" when
     the interval reaches into it, "steeper" or "shallower" when the whole interval
     lies above or below it; "no estimate" when the fit failed.
     """

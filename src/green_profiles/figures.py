@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 
+from green_profiles.fits import PAPER_P_RANGE
 from green_profiles.profiles import ProfileRun, Selection
 
 CONDITION_COLORS = {
@@ -118,7 +119,7 @@ def describe_fit(fit: Any) -> str:
     return ", ".join(parts)
 
 
-def plot_forest(ax: Axes, summaries: Any, *, value: str = "p", paper_band: tuple[float, float] | None = (0.7, 0.9),
+def plot_forest(ax: Axes, summaries: Any, *, value: str = "p", paper_band: tuple[float, float] | None = PAPER_P_RANGE,
                 max_shown: float = 3.0) -> None:
     """Point estimates with bootstrap intervals, one line per row of ``summaries``.
 
@@ -184,7 +185,7 @@ def plot_source_profile(ax: Axes, run: ProfileRun, *, selection: Selection = "pr
     ax.grid(True, alpha=0.3)
 
 
-def plot_fit_range(ax: Axes, scan: Any, *, model: str = "power_floor", paper_band: tuple[float, float] | None = (0.7, 0.9)) -> None:
+def plot_fit_range(ax: Axes, scan: Any, *, model: str = "power_floor", paper_band: tuple[float, float] | None = PAPER_P_RANGE) -> None:
     """``p`` against the smallest and the largest fitted distance (a :func:`fit_range_scan` table).
 
     A fit on the last few distances alone can run to the bound ``p = 10`` with a

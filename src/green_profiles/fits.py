@@ -59,6 +59,8 @@ MODEL_FORMULAS: dict[str, str] = {
 }
 POWER_MODELS: tuple[str, ...] = ("power", "power_floor")
 P_BOUNDS: tuple[float, float] = (0.0, 10.0)
+# The paper's reported range of the exponent p of the power law with floor (trained models, coherent text).
+PAPER_P_RANGE: tuple[float, float] = (0.7, 0.9)
 
 # The fitted (internal) parameters of each model, in the order the optimizer sees them.
 _FIT_PARAMS: dict[str, tuple[str, ...]] = {
