@@ -48,8 +48,8 @@ browser:
 	@command -v chromium > /dev/null && command -v chromedriver > /dev/null || { \
 	  echo "installing Debian's chromium and chromium-driver (headless browser for the rendered-book tests)"; \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null 2>&1 || \
-	  { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; }; }
+	  install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver"; \
+	  $$install > /dev/null 2>&1 || { $$sudo apt-get update -qq && $$install > /dev/null; }; }
 
 bench: $(INSTALLED)
 	$(PY) benchmarks/bench_jacobian.py

@@ -28,7 +28,7 @@ SCREENSHOTS = Path("_build/screenshots")
 EXPERIMENTS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep")
 PAGES = ("book/intro", "book/methods", *(f"book/experiments/{name}" for name in EXPERIMENTS),
          "book/summary", "book/reproducibility")
-WINDOW_WIDTH = 1280
+WINDOW_WIDTH, WINDOW_HEIGHT = 1280, 1000
 PAGES_WITH_MATH = ("book/intro", "book/methods", "book/experiments/coherent_text", "book/summary")
 
 # Run in the page once MathJax has finished: what a reader would see.
@@ -69,7 +69,8 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1280,1000"):
+                 "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                 f"--window-size={WINDOW_WIDTH},{WINDOW_HEIGHT}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_script_timeout(30)
@@ -79,13 +80,20 @@ def browser():
     driver.quit()
 
 
-def _open(driver, page: str) -> dict:
-    driver.get((BUILD / f"{page}.html").resolve().as_uri())
-    state = driver.execute_async_script(_MATHJAX_DONE)
-    report = driver.execute_script(_INSPECT)
-    report["mathjax"] = state
-    _screenshot(driver, SCREENSHOTS / f"{Path(page).name}.png")
-    return report
+@pytest.fixture(scope="module")
+def open_page(browser):
+    """Load a page once (its checks' report and screenshot are reused by every test that reads it)."""
+    reports: dict[str, dict] = {}
+
+    def open_(page: str) -> dict:
+        if page not in reports:
+            browser.get((BUILD / f"{page}.html").resolve().as_uri())
+            state = browser.execute_async_script(_MATHJAX_DONE)
+            reports[page] = browser.execute_script(_INSPECT) | {"mathjax": state}
+            _screenshot(browser, SCREENSHOTS / f"{Path(page).name}.png")
+        return reports[page]
+
+    return open_
 
 
 def _screenshot(driver, path: Path) -> None:
@@ -95,12 +103,12 @@ def _screenshot(driver, path: Path) -> None:
     try:
         driver.save_screenshot(str(path))
     finally:
-        driver.set_window_size(WINDOW_WIDTH, 1000)
+        driver.set_window_size(WINDOW_WIDTH, WINDOW_HEIGHT)
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_renders_figures_and_math(browser, page):
-    report = _open(browser, page)
+def test_page_renders_figures_and_math(open_page, page):
+    report = open_page(page)
     assert report["broken"] == [], f"{page}: images that did not load: {report['broken']}"
     if page.startswith("book/experiments/"):
         assert report["images"] >= 1, f"{page} shows no figure"
@@ -115,8 +123,8 @@ def test_page_renders_figures_and_math(browser, page):
     assert (SCREENSHOTS / f"{Path(page).name}.png").stat().st_size > 10_000
 
 
-def test_summary_pastes_the_measured_numbers(browser):
-    report = _open(browser, "book/summary")
+def test_summary_pastes_the_measured_numbers(open_page):
+    report = open_page("book/summary")
     text = report["text"]
     # Every glued cell holds a value with its bootstrap interval, e.g. "0.83 [0.71, 0.95]".
     assert text.count("[") >= 10, "the summary's tables of exponents are empty"
