@@ -1,0 +1,147 @@
+"""Writing to the data directory so that nothing half-written is ever seen, and one writer at a time.
+
+Every file the package writes (prepared corpora, converted weights, stored runs,
+executed notebooks) goes through these helpers:
+
+- :func:`atomic_write` writes a file under a hidden temporary name in the same
+  directory and renames it into place; a crash or Ctrl-C leaves the old file or
+  nothing, never a truncated one.
+- :func:`atomic_directory` does the same for a directory that is filled file by
+  file and then appears in one rename.
+- :func:`exclusive_lock` / :func:`shared_lock` are advisory ``flock`` locks on a
+  lock file: writers of one thing (a run key, the corpus preparation, the model
+  conversion) take the exclusive lock, readers the shared one, so two processes
+  asking for the same result do the work once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_directory", "atomic_file", "atomic_write", "exclusive_lock", "remove_staging", "shared_lock"]
+
+# Hidden names of staging files and directories: `remove_staging` knows them by this prefix.
+STAGING_PREFIX = ".staging-"
+_TRASH_PREFIX = ".trash-"
+
+
+def atomic_write(path: Path, content: str | bytes, *, mode: int = 0o644) -> None:
+    """Write ``content`` (text as UTF-8) to ``path`` all at once: a temporary file, fsync, rename."""
+    path = Path(path)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(staging, mode)  # mkstemp creates 0600; data files are meant to be shared
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write with any library (``np.savez``, papermill, ...);
+    renamed to ``path`` when the block ends without an exception, removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the suffix: some writers (np.savez) append their own when it is missing.
+    handle, staging = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(staging)
+        os.chmod(staging, 0o644)
+        os.replace(staging, path)
+    finally:
+        Path(staging).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path, *, replace: bool = False) -> Iterator[Path]:
+    """A staging directory to fill; it becomes ``final`` in one rename when the block succeeds.
+
+    With ``replace=True`` an existing ``final`` is first renamed aside (one atomic
+    rename, then removed), so at no moment is a half-deleted directory visible
+    under the final name; without it an existing ``final`` raises
+    ``FileExistsError``. Callers that may race for ``final`` hold an
+    :func:`exclusive_lock` around the block.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{final.name}.", dir=final.parent))
+    try:
+        yield staging
+        staging.chmod(0o755)
+        trash = None
+        if final.exists():
+            if not replace:
+                raise FileExistsError(f"{final} already exists")
+            trash = final.with_name(f"{_TRASH_PREFIX}{final.name}.{uuid.uuid4().hex[:8]}")
+            os.replace(final, trash)
+        os.replace(staging, final)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_staging(directory: Path) -> None:
+    """Remove what interrupted writers left in ``directory`` (only ever hidden staging or trash names).
+
+    Call it while holding the lock that guards the directory's writers: a staging
+    name of a writer still at work would otherwise be removed under it.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for leftover in directory.iterdir():
+        if leftover.name.startswith((STAGING_PREFIX, _TRASH_PREFIX)):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the file ``path`` (created if missing) for the block.
+
+    Blocks until every other holder has let go. POSIX ``flock``; where it does not
+    exist (Windows) there is no lock, and the atomic renames still keep every file whole.
+    """
+    with _flock(path, exclusive=True):
+        yield
+
+
+@contextlib.contextmanager
+def shared_lock(path: Path) -> Iterator[None]:
+    """Hold a shared advisory lock on ``path``: many readers at once, never beside an exclusive holder."""
+    with _flock(path, exclusive=False):
+        yield
+
+
+@contextlib.contextmanager
+def _flock(path: Path, *, exclusive: bool) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
