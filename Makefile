@@ -5,12 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-# Settings profile of the book (notebooks/profiles.yml): smoke, default, full or paper.
-PROFILE ?= default
+# Named settings of the book (notebooks/settings.yml): smoke, default, full or paper.
+# (PROFILE=... is still understood, the name these had before.)
+SETTINGS ?= $(or $(PROFILE),default)
 NOTEBOOKS := coherent_text shuffled_tokens random_init model_sweep
 EXECUTED := $(NOTEBOOKS:%=book/experiments/%.ipynb)
-PROFILE_STAMP := book/experiments/.profile
-PACKAGE := $(wildcard src/green_profiles/*.py)
+SETTINGS_STAMP := book/experiments/.settings
+PACKAGE := $(shell find src/green_profiles -name '*.py')
 # Notebooks run with their own working directory; the data directory must not depend on it.
 export GREEN_PROFILES_DATA ?= $(CURDIR)/data
 
@@ -40,7 +41,7 @@ data: $(INSTALLED)
 # its pages in _build/screenshots; the next `make book` re-executes the notebooks from cache.
 test: $(INSTALLED) browser
 	$(PY) -m pytest
-	$(MAKE) --no-print-directory book PROFILE=smoke
+	$(MAKE) --no-print-directory book SETTINGS=smoke
 	$(PY) -m pytest -m browser
 
 # Headless Chromium and its matching driver, from Debian, for the rendered-book tests.
@@ -54,28 +55,29 @@ browser:
 bench: $(INSTALLED)
 	$(PY) benchmarks/bench_jacobian.py
 
-# The report: executes every notebook that changed (or whose profile or package code changed)
+# The report: executes every notebook that changed (or whose settings or package code changed)
 # through papermill, then builds the HTML. Measurements come from data/runs/, so re-executing a
-# notebook whose runs are stored recomputes no gradients.
+# notebook whose runs are stored recomputes no gradients; a run whose inputs or results version
+# changed has a new key there and is measured anew.
 book: $(EXECUTED)
 	$(PY) -m green_profiles list --markdown > book/experiments/runs.md
 	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
-	@echo "The book ($(PROFILE) profile): file://$(CURDIR)/_build/html/index.html"
+	@echo "The book ($(SETTINGS) settings): file://$(CURDIR)/_build/html/index.html"
 
-book/experiments/%.ipynb: notebooks/%.ipynb notebooks/profiles.yml $(PROFILE_STAMP) $(PACKAGE) | data
-	@echo "== executing $* ($(PROFILE) profile)"
-	$(PY) -m green_profiles notebook $* --profile $(PROFILE)
+book/experiments/%.ipynb: notebooks/%.ipynb notebooks/settings.yml $(SETTINGS_STAMP) $(PACKAGE) | data
+	@echo "== executing $* ($(SETTINGS) settings)"
+	$(PY) -m green_profiles notebook $* --settings $(SETTINGS)
 
-# Rewritten only when PROFILE changes, so switching profiles re-executes the notebooks.
-$(PROFILE_STAMP): FORCE
+# Rewritten only when SETTINGS changes, so switching settings re-executes the notebooks.
+$(SETTINGS_STAMP): FORCE
 	@mkdir -p $(@D)
-	@echo "$(PROFILE)" | cmp -s - $@ || echo "$(PROFILE)" > $@
+	@echo "$(SETTINGS)" | cmp -s - $@ || echo "$(SETTINGS)" > $@
 
 # One experiment with changed parameters, then the HTML:
 #   make notebook NB=coherent_text PARAMS="-p seq_len 1024 -p n_windows 32"
 notebook: $(INSTALLED)
 	@test -n "$(NB)" || { echo "usage: make notebook NB=<$(NOTEBOOKS)> PARAMS='-p name value ...'"; exit 2; }
-	$(PY) -m green_profiles notebook $(NB) --profile $(PROFILE) $(PARAMS)
+	$(PY) -m green_profiles notebook $(NB) --settings $(SETTINGS) $(PARAMS)
 	$(PY) -m green_profiles list --markdown > book/experiments/runs.md
 	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
@@ -88,7 +90,7 @@ screenshots: $(INSTALLED) browser
 	@ls _build/screenshots/*.png
 
 clean-book:
-	rm -rf _build $(EXECUTED) $(PROFILE_STAMP)
+	rm -rf _build $(EXECUTED) $(SETTINGS_STAMP)
 
 clean-venv:
 	rm -rf $(VENV)

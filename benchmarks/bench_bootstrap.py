@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_bootstrap.py [--n-boot 200]
 
-Prints seconds per replicate and the total, and checks that the fast per-distance
-median of a replicate equals numpy's median of the explicitly resampled rows.
+Prints seconds per replicate and the total, the result and its verdict, and checks
+that the fast per-distance median of a replicate equals numpy's median of the
+explicitly resampled rows.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import time
 
 import numpy as np
 
-from green_profiles.fits import _ColumnAggregator, bootstrap_fits
-from green_profiles.profiles import PAPER_DISTANCES
+from green_profiles.configuration import PAPER_DISTANCES
+from green_profiles.fits import bootstrap_fits, verdict
+from green_profiles.fits.bootstrap import _ColumnAggregator
 
 
 def main() -> None:
@@ -40,6 +42,7 @@ def main() -> None:
     print(f"{rows.shape[0]:,} rows x {r.size} distances, {args.n_boot} replicates over {n_windows} windows: "
           f"{seconds:.1f} s ({1000 * seconds / args.n_boot:.0f} ms per replicate)")
     print(result)
+    print(verdict(result))
 
 
 if __name__ == "__main__":

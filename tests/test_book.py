@@ -8,45 +8,38 @@ import papermill
 import pytest
 import yaml
 
-from green_profiles.book import (
-    Experiment,
-    compare_with_paper,
-    corpus_family,
-    execute_notebook,
-    profile_parameters,
-    summary_table,
-    verdict_list,
-)
-from green_profiles.profiles import RunConfig
+from green_profiles.book import Experiment, compare_with_paper, corpus_family, summary_table, verdict_list
+from green_profiles.configuration import RunConfig
+from green_profiles.execution import execute_notebook, settings_parameters
 
 NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep")
-PROFILES = Path("notebooks/profiles.yml")
+SETTINGS = Path("notebooks/settings.yml")
 
 
-def test_profile_merges_shared_and_notebook_settings():
-    paper = profile_parameters("model_sweep", "paper")
+def test_settings_merge_shared_and_notebook_sections():
+    paper = settings_parameters("model_sweep", "paper")
     assert paper["seq_len"] == 2048 and paper["n_windows"] == 1024
     assert paper["models"][0] == "pythia-14m" and "qwen2.5-0.5b" in paper["models"]
-    assert profile_parameters("random_init", "smoke")["hook_windows"] == 2
-    assert "hook_windows" not in profile_parameters("coherent_text", "smoke")
+    assert settings_parameters("random_init", "smoke")["hook_windows"] == 2
+    assert "hook_windows" not in settings_parameters("coherent_text", "smoke")
 
 
-def test_every_profile_setting_is_a_declared_notebook_parameter():
-    profiles = yaml.safe_load(PROFILES.read_text())
+def test_every_setting_is_a_declared_notebook_parameter():
+    named = yaml.safe_load(SETTINGS.read_text())
     declared = {name: set(papermill.inspect_notebook(f"notebooks/{name}.ipynb")) for name in NOTEBOOKS}
     anywhere = set().union(*declared.values())
-    for profile, sections in profiles.items():
+    for name, sections in named.items():
         for section, settings in sections.items():
             # A shared setting reaches the notebooks that declare it; a notebook's own must all be declared.
             known = anywhere if section == "all" else declared[section]
-            assert set(settings) <= known, f"{profile}/{section}: {set(settings) - known} are not parameters"
+            assert set(settings) <= known, f"{name}/{section}: {set(settings) - known} are not parameters"
     assert set(declared["coherent_text"]) >= {"seq_len", "n_windows", "target_stride", "source_min_index",
                                               "distances", "dtype", "device", "seed", "model", "corpora"}
 
 
-def test_unknown_profile_and_parameter_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown profile 'fast'"):
-        profile_parameters("coherent_text", "fast")
+def test_unknown_settings_and_parameter_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown settings 'fast'"):
+        settings_parameters("coherent_text", "fast")
     with pytest.raises(ValueError, match="has no parameter window_length"):
         execute_notebook("coherent_text", overrides={"window_length": 1024}, output_dir=tmp_path)
     with pytest.raises(ValueError, match="no notebook"):
@@ -83,10 +76,15 @@ def test_summary_rows_of_hub_and_offline_corpora_coincide():
 def test_summary_table_writes_intervals_next_to_estimates():
     record = {"label": "gutenberg · pred", "rows": 64, "top1_accuracy": 0.28125, "mean_loss": 3.314,
               "best_model": "power_floor", "p": 1.093, "p_low": 0.901, "p_high": 1.29, "rmse_gap": 0.1,
-              "rmse_gap_low": 0.006, "rmse_gap_high": 0.146, "verdict": "power law: p = 1.093 ..."}
-    table = summary_table([record])
+              "rmse_gap_low": 0.006, "rmse_gap_high": 0.146, "verdict_word": "power law",
+              "verdict": "power law: p = 1.093 ..."}
+    flat = record | {"label": "random init · pred", "p": float("nan"), "p_low": float("nan"),
+                     "p_high": float("nan"), "rmse_gap": float("nan"), "verdict_word": "flat"}
+    table = summary_table([record, flat])
     row = table.loc["gutenberg · pred"]
     assert row["p [95% CI]"] == "1.09 [0.90, 1.29]"
     assert row["gap exp − power [95% CI]"] == "+0.100 [+0.006, +0.146]"
     assert (row["top-1 acc."], row["verdict"]) == ("28.1%", "power law")
+    assert table.loc["random init · pred", "p [95% CI]"] == "flat — no decay"
+    assert table.loc["random init · pred", "verdict"] == "flat"
     assert verdict_list([record]) == "- **gutenberg · pred**: power law: p = 1.093 ..."

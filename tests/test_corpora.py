@@ -11,23 +11,25 @@ import json
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from green_profiles import hub
 from green_profiles.corpora import (
     AUSTEN_BOOKS,
     MOBY_DICK,
     WIKIPEDIA_SOURCE,
     CorpusUnavailableError,
     Document,
+    corpus_checksum,
     load_corpus,
     prepare_offline_data,
+    read_jsonl,
     split_wikitext_articles,
 )
-from green_profiles.locations import hub_reachable
+from green_profiles.storage import STAGING_PREFIX
 from green_profiles.windows import sample_windows, tokenize_documents
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,15 +95,14 @@ def test_manifest_records_every_source(manifest: dict, data_dir: Path) -> None:
             lines = (corpora_dir / entry["file"]).read_text(encoding="utf-8").splitlines()
             assert len(lines) == entry["documents"] > 0
     # Nothing half-written is left behind.
-    assert not list(corpora_dir.glob("*.part")) and not list((data_dir / "raw").glob(".*"))
+    for folder in (corpora_dir, data_dir / "raw"):
+        assert not list(folder.glob(f"{STAGING_PREFIX}*")), folder
 
 
 def test_prepare_is_idempotent(manifest: dict, data_dir: Path) -> None:
     files = sorted((data_dir / "corpora").glob("*.jsonl"))
     stamps = [path.stat().st_mtime_ns for path in files]
-    started = time.perf_counter()
     again = prepare_offline_data(data_dir)
-    assert time.perf_counter() - started < 2.0
     assert again["sources"] == manifest["sources"]
     assert [path.stat().st_mtime_ns for path in files] == stamps
 
@@ -164,6 +165,7 @@ def test_gutenberg_falls_back_to_botchan_without_apt(
     assert any("'janeaustenr' unavailable: apt-get / dpkg-deb not found" in message for message in messages)
     assert any("falls back to Botchan" in message for message in messages)
     assert {doc.source for doc in documents} == {"Botchan (Master Darling)"} and len(documents) == 11
+    assert corpus_checksum(documents) == corpus_checksum(read_jsonl(data_dir / "corpora" / "botchan.jsonl"))
     prepared = json.loads((tmp_path / "corpora" / "manifest.json").read_text())
     assert "janeaustenr" not in prepared["sources"] and "sentencepiece" in prepared["sources"]
 
@@ -186,14 +188,135 @@ def test_wikipedia_is_plain_prose(wikipedia: list[Document], manifest: dict) -> 
             assert re.search(r"[.!?][\"'”’)\]]*$", paragraph), (doc.title, paragraph)
 
 
-def test_hub_corpora_fail_fast_and_clearly_offline() -> None:
-    if hub_reachable():
-        pytest.skip("the Hugging Face hub is reachable here; this checks the offline error")
+@pytest.fixture
+def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Empty Hugging Face caches and offline mode off: the test decides reachability itself."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    return tmp_path
+
+
+def test_hub_corpora_not_cached_and_hub_unreachable(empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub, "probe", lambda timeout_seconds=0: "the hub (test) could not be reached (no route)")
     for name in ("wikitext-103", "pg19"):
-        started = time.perf_counter()
-        with pytest.raises(CorpusUnavailableError, match="hub is unreachable.*'gutenberg'.*'wikipedia'"):
+        with pytest.raises(CorpusUnavailableError) as caught:
             load_corpus(name)
-        assert time.perf_counter() - started < 10.0
+        message = str(caught.value)
+        assert "is not in the local Hugging Face datasets cache" in message, message
+        assert str(empty_hub_cache / "datasets") in message
+        assert "the hub (test) could not be reached (no route)" in message
+        assert "'gutenberg'" in message and "'wikipedia'" in message
+
+
+def test_hub_corpora_in_offline_mode_say_so(empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    def no_probe(timeout_seconds: float = 0) -> str | None:
+        raise AssertionError("offline mode must not probe the network")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "probe", no_probe)
+    with pytest.raises(CorpusUnavailableError, match="not in the local .* cache .* offline mode .*HF_HUB_OFFLINE"):
+        load_corpus("wikitext-103")
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (RuntimeError("Dataset scripts are no longer supported, but found pg19.py"), "is a loading-script dataset"),
+        (ConnectionError("Couldn't reach 'emozilla/pg19' on the Hub (ReadTimeout)"),
+         r"could not be loaded from the hub \(ConnectionError: Couldn't reach"),
+    ],
+)  # fmt: skip
+def test_hub_corpus_errors_say_what_happened_online(
+    empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception, expected: str
+) -> None:
+    """With the hub reachable, a failure is reported as what it is, never as "not cached"."""
+    import datasets
+
+    requested = []
+
+    def load_dataset(repo: str, config: str | None = None, *, split: str) -> object:
+        requested.append((repo, config, split))
+        raise failure
+
+    monkeypatch.setattr(hub, "probe", lambda timeout_seconds=0: None)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    with pytest.raises(CorpusUnavailableError, match=expected) as caught:
+        load_corpus("pg19", split="validation")
+    assert "not in the local" not in str(caught.value)
+    assert requested == [("emozilla/pg19", None, "validation")]  # the parquet copy: deepmind/pg19 is a script
+
+
+def test_offline_rule_uses_the_hub_client_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "probe", lambda timeout_seconds=0: None)
+    assert hub.offline_reason() is None
+    monkeypatch.setattr(hub, "probe", lambda timeout_seconds=0: "unreachable (test)")
+    assert hub.offline_reason() == "unreachable (test)"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert "HF_HUB_OFFLINE" in hub.offline_reason()
+
+
+def test_hub_probe_reports_a_failed_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe goes through huggingface_hub's session to its endpoint, and says why it failed."""
+    import huggingface_hub.utils
+    from huggingface_hub import constants
+
+    asked = []
+
+    class Session:
+        def head(self, url: str, timeout: float) -> object:
+            asked.append((url, timeout))
+            raise OSError("proxy refused the connection")
+
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: Session())
+    reason = hub.probe(timeout_seconds=1.5)
+    assert asked == [("https://hub.invalid", 1.5)]
+    assert reason is not None and "https://hub.invalid" in reason and "proxy refused the connection" in reason
+
+
+def test_corpus_checksum_is_the_corpus_identity(wikipedia: list[Document], tmp_path: Path) -> None:
+    reference = corpus_checksum(wikipedia)
+    assert re.fullmatch(r"[0-9a-f]{64}", reference)
+    assert corpus_checksum(list(wikipedia)) == reference  # a pure function of the documents
+    changed = list(wikipedia)
+    doc = changed[5]
+    changed[5] = Document(doc.text[:100] + ("X" if doc.text[100] != "X" else "Y") + doc.text[101:], doc.title,
+                          doc.source)
+    assert corpus_checksum(changed) != reference
+    swapped = [wikipedia[1], wikipedia[0], *wikipedia[2:]]
+    assert corpus_checksum(swapped) != reference
+    retitled = [Document(wikipedia[0].text, wikipedia[0].title + " ", wikipedia[0].source), *wikipedia[1:]]
+    assert corpus_checksum(retitled) != reference
+    # Length-prefixed: moving text across a document or title boundary changes the checksum.
+    assert corpus_checksum([Document("ab", "t", "s"), Document("c", "t", "s")]) != \
+        corpus_checksum([Document("a", "t", "s"), Document("bc", "t", "s")])
+    assert corpus_checksum([Document("xy", "", "s")]) != corpus_checksum([Document("y", "x", "s")])
+    assert corpus_checksum([]) != corpus_checksum([Document("", "", "s")])
+    # A changed local file is another corpus.
+    path = tmp_path / "essay.txt"
+    path.write_text("One paragraph.\n", encoding="utf-8")
+    before = corpus_checksum(load_corpus(path))
+    path.write_text("One paragraph!\n", encoding="utf-8")
+    assert corpus_checksum(load_corpus(path)) != before
+
+
+def test_corpus_checksum_tells_the_botchan_fallback_from_the_novels(
+    gutenberg: list[Document], manifest: dict, data_dir: Path
+) -> None:
+    if "sentencepiece" in manifest["unavailable"]:
+        pytest.skip(f"sentencepiece sdist unavailable: {manifest['unavailable']['sentencepiece']}")
+    botchan = read_jsonl(data_dir / "corpora" / "botchan.jsonl")  # what 'gutenberg' falls back to
+    assert corpus_checksum(botchan) != corpus_checksum(gutenberg)
 
 
 def test_wikitext_articles_split_at_top_level_titles() -> None:

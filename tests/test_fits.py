@@ -1,21 +1,31 @@
-"""Decay-law fits: parameter recovery, ranking, input cleaning, information criteria, bootstrap."""
+"""Decay-law fits: parameter recovery, ranking, input cleaning, information criteria, quality flags,
+bootstrap and verdict."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
+import green_profiles.fits.bootstrap as fits_bootstrap
+import green_profiles.fits.fitting as fits_fitting
 from green_profiles.fits import (
+    FLAT_LOG_SPREAD,
     MODEL_NAMES,
+    FitResult,
     FitTable,
-    _ColumnAggregator,
+    Verdict,
     bootstrap_fits,
     fit_decay_models,
     fit_range_scan,
     model_curve,
+    rmse_gap,
+    verdict,
 )
+from green_profiles.fits.bootstrap import _ColumnAggregator
+from green_profiles.values import valid_mask
 
 # The paper's Pythia distance grid without r = 0.
 R = np.array([1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
@@ -148,8 +158,10 @@ def test_too_few_points_reported_not_raised() -> None:
         assert not fit.success
         assert fit.rmse == math.inf
         assert "too few points" in fit.message
-    assert [f.name for f in table][-2:] != ["power"]  # failures ranked last
+    # Failures ranked last: the one successful fit first, the two failed ones behind it.
     assert table[0].name == "power"
+    assert set(table.names[1:]) == {"power_floor", "exp_floor"}
+    assert [f.success for f in table] == [True, False, False]
 
     empty = fit_decay_models([0.0, 1.0, 2.0], [1.0, np.nan, -1.0])
     assert empty.best is None
@@ -207,17 +219,18 @@ def test_table_views() -> None:
 R_BOOT = np.concatenate([[0.0], R])
 
 
-def noisy_rows(seed: int, n_windows: int = 48, per_window: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``[n_windows * per_window, len(R_BOOT)]`` around the power law with floor.
+def noisy_rows(seed: int, n_windows: int = 48, per_window: int = 8, *, profile=power_floor, r=R_BOOT,
+               window_sigma: float = 0.3, entry_sigma: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``[n_windows * per_window, len(r)]`` around ``profile`` (default: the power law with floor).
 
     Each window scales its rows by one log-normal factor (sigma 0.3) and each entry
     has its own log-normal noise (sigma 0.5): both symmetric in log, so the median
-    profile of the population is exactly the power law. 5% of entries are missing.
+    profile of the population is exactly the profile. 5% of entries are missing.
     """
     rng = np.random.default_rng(seed)
-    window_factor = np.repeat(rng.normal(0.0, 0.3, n_windows), per_window)
-    noise = rng.normal(0.0, 0.5, (n_windows * per_window, R_BOOT.size))
-    rows = power_floor(R_BOOT)[None, :] * np.exp(window_factor[:, None] + noise)
+    window_factor = np.repeat(rng.normal(0.0, window_sigma, n_windows), per_window)
+    noise = rng.normal(0.0, entry_sigma, (n_windows * per_window, r.size))
+    rows = profile(r)[None, :] * np.exp(window_factor[:, None] + noise)
     rows[:, 0] = 1.0
     rows[rng.random(rows.shape) < 0.05] = np.nan
     return rows, np.repeat(np.arange(n_windows), per_window)
@@ -235,6 +248,18 @@ def test_bootstrap_interval_contains_true_p_and_is_deterministic() -> None:
     assert first.intervals["rmse_gap"][0] > 0
     assert first.replicates["p_power"].shape == (60,)
     assert first.n_groups == 48
+    assert all(n == 0 for n in first.n_excluded.values()) and all(n == 0 for n in first.n_failed.values())
+
+    call = verdict(first)
+    assert isinstance(call, Verdict)
+    assert call.winner == "power law"
+    assert call.gap_low > 0
+    assert (call.p, call.p_low, call.p_high) == (first.point_estimates["p_power_floor"], lo, hi)
+    assert (call.n_boot, call.n_groups, call.unit) == (60, 48, "window")
+    assert str(call).startswith("power law: p = 0.")
+    assert "(95% window bootstrap, 60 replicates, 48 windows)" in str(call)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        call.winner = "exponential"  # type: ignore[misc]
 
     again = bootstrap_fits(R_BOOT, rows, n_boot=60, seed=11, group=group)
     for key, values in first.replicates.items():
@@ -266,7 +291,7 @@ def test_resampled_aggregate_equals_explicit_expansion(statistic: str) -> None:
     for _ in range(20):
         mult = rng.integers(0, 3, size=rows.shape[0])
         expanded = np.repeat(rows, mult, axis=0)
-        expanded = np.where(np.isfinite(expanded) & (expanded > 0), expanded, np.nan)
+        expanded = np.where(valid_mask(expanded), expanded, np.nan)
         reduce = np.nanmedian if statistic == "median" else np.nanmean
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
             expected = reduce(expanded, axis=0)
@@ -284,6 +309,7 @@ def test_range_scan_shape_and_stability_on_clean_data() -> None:
     assert {row["model"] for row in scan} == {"power", "power_floor"}
     floor_rows = [row for row in scan if row["model"] == "power_floor"]
     assert all(row["success"] and abs(row["p"] - P) < 0.02 for row in floor_rows)
+    assert all(row["usable"] and not row["flat"] and row["at_bound"] == "" for row in floor_rows)
     by_cut = {(row["scan"], row["r_min"], row["r_max"]): row["n_points"] for row in floor_rows}
     assert by_cut[("r_min", 16.0, 1536.0)] == int(np.sum(R >= 16))
     assert by_cut[("r_max", 1.0, 64.0)] == int(np.sum(R <= 64))
@@ -300,3 +326,228 @@ def test_range_scan_defaults_leave_enough_points() -> None:
     scan = fit_range_scan(R, power_floor(R))
     assert all(row["n_points"] >= 6 for row in scan)
     assert len(scan) == 2 * 2 * (R.size - 5)
+
+
+# ---------------------------------------------------------------------------- like with like
+
+
+def _result(name: str, rmse: float) -> FitResult:
+    k = {"power": 2}.get(name, 3)
+    return FitResult(name=name, success=True, params={}, stderr={}, rmse=rmse, aic=0.0, bic=0.0,
+                     rss=rmse**2 * 24, n_points=24, n_params=k, message="ok", log_spread=1.0)
+
+
+def test_rmse_gap_compares_the_two_floor_laws_only() -> None:
+    # Pure power beats power_floor here (as a stuck floor fit can): the old gap, exp minus the better of
+    # the two power laws, would read +0.15 ("power law"); the like-with-like gap is exp minus power_floor.
+    table = FitTable([_result("power", 0.10), _result("power_floor", 0.30), _result("exp_floor", 0.25)])
+    assert table.names == ("power", "exp_floor", "power_floor")  # the paper's ranking is unchanged
+    assert rmse_gap(table) == pytest.approx(-0.05)
+    assert table.rmse_gap() == rmse_gap(table)
+    # Without power_floor (or with it failed) there is no gap, whatever pure power did.
+    assert math.isnan(rmse_gap(FitTable([_result("power", 0.1), _result("exp_floor", 0.25)])))
+    failed = dataclasses.replace(_result("power_floor", math.inf), success=False)
+    assert math.isnan(rmse_gap(FitTable([_result("power", 0.1), failed, _result("exp_floor", 0.25)])))
+
+
+def test_rmse_gap_on_data_does_not_depend_on_the_pure_power_fit() -> None:
+    y = power_floor(R) * np.exp(np.random.default_rng(4).normal(0.0, 0.05, R.size))
+    full = fit_decay_models(R, y)
+    floors_only = fit_decay_models(R, y, models=("power_floor", "exp_floor"))
+    assert full.rmse_gap() == floors_only.rmse_gap()
+    assert full.rmse_gap() == full.get("exp_floor").rmse - full.get("power_floor").rmse
+
+
+# ---------------------------------------------------------------------------- quality flags
+
+
+def constant_profile(r: np.ndarray) -> np.ndarray:
+    return np.full(r.shape, 0.03)
+
+
+def test_constant_profile_with_noise_is_flat_not_a_big_exponent() -> None:
+    y = constant_profile(R) * np.exp(np.random.default_rng(1).normal(0.0, 0.03, R.size))
+    table = fit_decay_models(R, y)
+    for fit in table:
+        assert fit.success and fit.flat and not fit.usable
+        assert fit.log_spread < FLAT_LOG_SPREAD
+        assert fit.issue == "flat"
+        assert "flat" in fit.message
+    decaying = fit_decay_models(R, power_floor(R))
+    assert all(fit.usable and not fit.flat and fit.at_bound == () for fit in decaying)
+    records = table.to_records()
+    assert all(record["flat"] and not record["usable"] for record in records)
+
+
+def steep_step(r: np.ndarray) -> np.ndarray:
+    """A floor with a one-distance step at r = 1: the power law with floor can follow it only with p at 10."""
+    return 1e-3 + 50.0 * (r + 1.0) ** -12.0
+
+
+def test_exponent_at_its_bound_is_flagged() -> None:
+    table = fit_decay_models(R, steep_step(R))
+    fit = table.get("power_floor")
+    assert fit.success  # converged: success keeps its meaning
+    assert fit.at_bound == ("p",) and fit.shape_at_bound
+    assert fit.params["p"] == pytest.approx(10.0)
+    assert not fit.flat and not fit.usable
+    assert fit.issue == "at bound: p"
+    assert "at bound: p" in fit.message
+    assert table.get("exp_floor").usable  # the exponential describes a step fine
+    # A floor driven to its lower bound (pure power data) is not the shape parameter: still usable.
+    assert all(f.usable for f in fit_decay_models(R, 0.7 * (R + 1.0) ** -0.85))
+
+
+def test_exponent_at_its_bound_is_kept_out_of_the_intervals_and_the_verdict() -> None:
+    rows, group = noisy_rows(seed=0, n_windows=16, per_window=4, profile=steep_step,
+                             window_sigma=0.1, entry_sigma=0.1)
+    result = bootstrap_fits(R_BOOT, rows, n_boot=12, seed=1, group=group)
+    assert result.point.get("power_floor").at_bound == ("p",)
+    assert math.isnan(result.point_estimates["p_power_floor"])
+    assert result.point_issues["p_power_floor"] == "power_floor: at bound: p"
+    assert result.n_excluded["p_power_floor"] == result.n_excluded["rmse_gap"] == 12
+    assert np.isnan(result.replicates["p_power_floor"]).all()
+    assert all(math.isnan(v) for v in result.intervals["p_power_floor"])
+    # Statistics of the other laws are not affected.
+    assert result.n_excluded["xi_exp_floor"] == 0 and np.isfinite(result.replicates["xi_exp_floor"]).all()
+
+    call = verdict(result)
+    assert call.winner == "undecided"
+    assert math.isnan(call.p) and math.isnan(call.p_low) and math.isnan(call.p_high)
+    assert call.n_excluded == 12 and call.p_excluded == 12
+    assert "at bound: p" in call.note
+    assert "p not estimated" in str(call) and "p = " not in str(call)
+
+
+def test_replicates_at_a_bound_or_flat_are_excluded_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Flag every other replicate's power_floor fit as stuck at p's bound, and every third one's
+    # exp_floor as flat; the rest of the bootstrap must use exactly the remaining replicates.
+    rows, group = noisy_rows(seed=2)
+    real_fit = fits_bootstrap.fit_decay_models
+    calls = {"n": 0}
+
+    def flagging_fit(*args, **kwargs):
+        table = real_fit(*args, **kwargs)
+        b = calls["n"] - 1  # call 0 is the full-data fit
+        calls["n"] += 1
+        if b < 0:
+            return table
+        fits = list(table)
+        if b % 2 == 0:
+            fits = [dataclasses.replace(f, at_bound=("p",)) if f.name == "power_floor" else f for f in fits]
+        if b % 3 == 0:
+            fits = [dataclasses.replace(f, log_spread=0.0) if f.name == "exp_floor" else f for f in fits]
+        return FitTable(fits)
+
+    monkeypatch.setattr(fits_bootstrap, "fit_decay_models", flagging_fit)
+    result = bootstrap_fits(R_BOOT, rows, n_boot=12, seed=3, group=group)
+    index = np.arange(12)
+    p_kept = index % 2 == 1
+    gap_kept = (index % 2 == 1) & (index % 3 != 0)
+    assert np.array_equal(np.isfinite(result.replicates["p_power_floor"]), p_kept)
+    assert np.array_equal(np.isfinite(result.replicates["rmse_gap"]), gap_kept)
+    assert np.isfinite(result.replicates["p_power"]).all()
+    assert result.n_excluded["p_power_floor"] == 6 and result.n_excluded["rmse_gap"] == 8
+    assert result.n_excluded["xi_exp_floor"] == 4 and result.n_excluded["p_power"] == 0
+    kept = result.replicates["p_power_floor"][p_kept]
+    assert result.intervals["p_power_floor"] == pytest.approx(tuple(np.percentile(kept, [2.5, 97.5])))
+    gaps = result.replicates["rmse_gap"][gap_kept]
+    assert result.power_wins_fraction == pytest.approx(np.mean(gaps > 0))
+    # The full-data fit is usable, so the point estimates and the verdict stand.
+    call = verdict(result)
+    assert call.winner == "power law" and call.n_excluded == 8 and call.p_excluded == 6
+    assert "left out of the gap: 8 flat or at a bound" in str(call)
+
+
+# ---------------------------------------------------------------------------- verdict branches
+
+
+def exp_floor_profile(r: np.ndarray) -> np.ndarray:
+    return 0.05 + 0.8 * np.exp(-r / 30.0)
+
+
+def test_verdict_exponential() -> None:
+    rows, group = noisy_rows(seed=0, profile=exp_floor_profile)
+    call = verdict(bootstrap_fits(R_BOOT, rows, n_boot=30, seed=1, group=group))
+    assert call.winner == "exponential"
+    assert call.gap < 0 and call.gap_high < 0
+    assert call.power_wins_fraction == 0.0
+    assert str(call).startswith("exponential: p = ")
+
+
+def test_verdict_undecided_when_the_gap_interval_straddles_zero() -> None:
+    # Over r <= 12 with few, noisy windows the two floor laws fit about equally well.
+    r = R_BOOT[:10]
+    rows, group = noisy_rows(seed=1, n_windows=12, per_window=4, r=r, entry_sigma=0.8)
+    call = verdict(bootstrap_fits(r, rows, n_boot=40, seed=1, group=group))
+    assert call.winner == "undecided"
+    assert call.gap_low < 0 < call.gap_high
+    assert 0 < call.power_wins_fraction < 1
+    assert math.isfinite(call.p) and call.note == ""
+    assert str(call).startswith("undecided: p = ")
+
+
+def test_verdict_flat_for_a_constant_profile() -> None:
+    rows, group = noisy_rows(seed=0, profile=constant_profile)
+    result = bootstrap_fits(R_BOOT, rows, n_boot=10, seed=1, group=group)
+    assert result.point.get("power_floor").flat and result.point.get("exp_floor").flat
+    assert result.n_excluded["p_power_floor"] == 10
+    call = verdict(result)
+    assert call.winner == "flat"
+    assert all(math.isnan(v) for v in (call.p, call.p_low, call.p_high, call.gap))
+    text = str(call)
+    assert text.startswith("flat — no decay")
+    assert "p =" not in text and "nan" not in text
+    assert "window bootstrap, 10 replicates, 48 windows" in text
+
+
+def test_verdict_failed_when_a_floor_law_cannot_be_fitted() -> None:
+    r = np.array([0.0, 1.0, 2.0, 3.0])  # three usable distances: too few for three parameters
+    rows, group = noisy_rows(seed=0, n_windows=8, per_window=4, r=r)
+    result = bootstrap_fits(r, rows, n_boot=5, seed=0, group=group)
+    assert result.n_failed["rmse_gap"] == 5 and result.n_excluded["rmse_gap"] == 0
+    assert result.point_issues["rmse_gap"].startswith("failed")
+    call = verdict(result)
+    assert call.winner == "failed"
+    assert "too few points" in call.note
+    assert str(call).startswith("failed: ")
+
+
+def test_unit_is_recorded_and_named() -> None:
+    rows, group = noisy_rows(seed=0, n_windows=12, per_window=4)
+    result = bootstrap_fits(R_BOOT, rows, n_boot=5, seed=0, group=group, group_name="document")
+    assert result.unit == "document"
+    assert "document bootstrap: 5 replicates over 12 documents" in str(result)
+    call = verdict(result)
+    assert call.unit == "document"
+    assert "(95% document bootstrap, 5 replicates, 12 documents)" in str(call)
+    assert bootstrap_fits(R_BOOT, rows, n_boot=2, seed=0, group=group).unit == "window"
+
+
+# ---------------------------------------------------------------------------- errors inside a fit
+
+
+def test_programming_error_inside_a_fit_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args, **kwargs):
+        raise TypeError("a bug, not a bad start")
+
+    monkeypatch.setattr(fits_fitting, "_residual", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        fit_decay_models(R, power_floor(R))
+
+
+def test_numerical_failure_inside_a_fit_is_a_failed_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # NaN residuals make lmfit raise ValueError: that start (here every start) fails, the call does not.
+    monkeypatch.setattr(fits_fitting, "_residual", lambda params, name, r, ly, sw: np.full(r.size, np.nan))
+    table = fit_decay_models(R, power_floor(R))
+    assert all(not fit.success and "ValueError" in fit.message for fit in table)
+    assert table.best is None
+
+
+# ---------------------------------------------------------------------------- valid values
+
+
+def test_valid_mask_is_finite_and_positive() -> None:
+    values = np.array([[1.0, 0.0, -2.0], [np.nan, np.inf, 1e-300]])
+    assert valid_mask(values).tolist() == [[True, False, False], [False, False, True]]
+    assert valid_mask([-np.inf, 3]).tolist() == [False, True]

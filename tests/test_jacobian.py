@@ -168,9 +168,12 @@ def test_protocol_rows_select_observed_and_predicted_tokens(tiny_model):
 
 
 def test_protocol_shares_the_backward_when_tokens_agree(tiny_llama, monkeypatch):
-    # A window that repeats one token makes the tiny model predict what comes next often enough.
+    # Make the observed next token the model's own prediction at every other target, in order: an edit
+    # at j + 1 changes no prediction at or before j, so each agreement made stays made.
     window = torch.arange(L + 1) % 5
     targets = torch.arange(30, 48)
+    for j in targets[::2].tolist():
+        window[j + 1] = predicted_tokens(tiny_llama, window[:-1], [j])[0, 0]
     calls: list[int] = []
     import green_profiles.jacobian as jacobian
 
@@ -183,6 +186,8 @@ def test_protocol_shares_the_backward_when_tokens_agree(tiny_llama, monkeypatch)
     monkeypatch.setattr(jacobian, "gradient_norm_rows", counting)
     rows = protocol_gradient_norms(tiny_llama, window, targets)
     agree = int(rows.pred_correct.sum())
+    assert agree >= len(targets) // 2 and agree < len(targets), "both cases must occur for the test to mean anything"
+    assert rows.pred_correct[::2].all()
     assert calls == [2 * len(targets) - agree]
     assert torch.equal(rows.true_norms[rows.pred_correct], rows.pred_norms[rows.pred_correct])
 

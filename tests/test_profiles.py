@@ -12,61 +12,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 import green_profiles.jacobian as jacobian
+from conftest import TINY_CONTEXT as CONTEXT
+from conftest import tiny_config
 from green_profiles.jacobian import logit_gradient_norms
-from green_profiles.profiles import (
-    PAPER_DISTANCES,
-    PRESETS,
-    RunConfig,
-    aggregate_rows,
-    load_run,
-    run_key,
-    run_profile,
-)
-
-CONTEXT = 64
-WORDS = ("the sea whale ship captain deck storm wind sail night day sun moon star island harbour rope "
-         "mast crew voyage water wave boat anchor coast rock cloud rain bird fish man woman letter house").split()
-
-
-@pytest.fixture(scope="session")
-def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(model directory, corpus file): a word-level tokenizer and a 2-layer Llama over its vocabulary."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    documents = [" ".join(rng.choice(WORDS, size=size)) for size in (400, 300, 20)]  # the last is too short
-    corpus = root / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": text, "title": f"doc {i}"}) + "\n"
-                              for i, text in enumerate(documents)))
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(documents, trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]")
-    model_dir = root / "tiny-llama"
-    fast.save_pretrained(model_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-                         max_position_embeddings=CONTEXT, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(model_dir)
-    return model_dir, corpus
-
-
-def tiny_config(tiny_setup: tuple[Path, Path], **changes) -> RunConfig:
-    model_dir, corpus = tiny_setup
-    config = RunConfig(model=str(model_dir), corpus=str(corpus), seq_len=48, n_windows=5, target_min=36,
-                       target_max=47, target_stride=4, source_min_index=8, distances=(0, 1, 2, 4, 8, 16, 28, 32))
-    return dataclasses.replace(config, **changes)
-
+from green_profiles.configuration import PAPER_DISTANCES, PRESETS, RunConfig
+from green_profiles.measurement import run_profile
+from green_profiles.profiles import aggregate_rows, left_boundary_table, load_run, source_profile
+from green_profiles.provenance import settings_key
 
 def forbid_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the kernel ran, but the run should have come from the store")
 
     monkeypatch.setattr(jacobian, "protocol_gradient_norms", refuse)
+
+
+def visible(store: Path) -> list[str]:
+    """The store's entries other than its lock files."""
+    return sorted(p.name for p in store.iterdir() if p.name != ".locks")
 
 
 def assert_same_arrays(a, b) -> None:
@@ -92,7 +57,7 @@ def test_equivalent_target_ranges_share_a_key():
     stop_at_last = RunConfig(seq_len=512, target_min=480, target_max=504, target_stride=8)
     stop_at_end = RunConfig(seq_len=512, target_stride=8)
     assert stop_at_end.resolved().target_max == 504
-    assert run_key(stop_at_last, "cpu") == run_key(stop_at_end, "cpu")
+    assert settings_key(stop_at_last, "cpu") == settings_key(stop_at_end, "cpu")
     np.testing.assert_array_equal(stop_at_end.targets, [480, 488, 496, 504])
 
 
@@ -121,10 +86,10 @@ def test_bad_configurations_say_what_is_wrong(changes, message):
 
 def test_key_depends_on_what_changes_results_only():
     config = RunConfig()
-    assert run_key(config, "cpu") == run_key(dataclasses.replace(config, dtype="float32"), "cpu")
-    assert run_key(config, "cpu") == run_key(config.resolved(), "cpu")
-    assert run_key(config, "cpu") != run_key(dataclasses.replace(config, seed=1), "cpu")
-    assert run_key(config, "cpu") != run_key(dataclasses.replace(config, dtype="bfloat16"), "cpu")
+    assert settings_key(config, "cpu") == settings_key(dataclasses.replace(config, dtype="float32"), "cpu")
+    assert settings_key(config, "cpu") == settings_key(config.resolved(), "cpu")
+    assert settings_key(config, "cpu") != settings_key(dataclasses.replace(config, seed=1), "cpu")
+    assert settings_key(config, "cpu") != settings_key(dataclasses.replace(config, dtype="bfloat16"), "cpu")
     assert RunConfig.from_dict(config.resolved().to_dict()) == config.resolved()
 
 
@@ -192,7 +157,7 @@ def test_identical_configuration_is_a_cache_hit(tiny_setup, tmp_path, monkeypatc
     second = run_profile(dataclasses.replace(config, dtype="float32"), data_dir=tmp_path, progress=False)
     assert second.key == first.key
     assert_same_arrays(first, second)
-    assert [p.name for p in (tmp_path / "runs").iterdir()] == [first.key]  # nothing half-written left
+    assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != ".locks"] == [first.key]  # nothing half-written
 
 
 def test_interrupted_run_resumes_to_the_same_arrays(tiny_setup, tmp_path, monkeypatch):
@@ -212,7 +177,7 @@ def test_interrupted_run_resumes_to_the_same_arrays(tiny_setup, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         run_profile(config, data_dir=tmp_path / "interrupted", progress=False)
     store = tmp_path / "interrupted" / "runs"
-    assert [p.name for p in store.iterdir()] == [f"{reference.key}.partial"]  # no final directory yet
+    assert visible(store) == [f"{reference.key}.partial"]  # no final directory yet
 
     calls.clear()
     monkeypatch.setattr(jacobian, "protocol_gradient_norms", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -220,7 +185,7 @@ def test_interrupted_run_resumes_to_the_same_arrays(tiny_setup, tmp_path, monkey
     assert len(calls) == 4  # only the windows not done before
     assert resumed.metadata["n_windows_resumed"] == 2
     assert_same_arrays(reference, resumed)
-    assert [p.name for p in store.iterdir()] == [reference.key]
+    assert visible(store) == [reference.key]
 
 
 @pytest.mark.parametrize("damage", ["flip_byte", "drop_metadata", "drop_rows"])
@@ -243,7 +208,8 @@ def test_corrupt_run_is_detected_and_measured_again(tiny_setup, tmp_path, damage
 
 def test_unreadable_partial_part_is_ignored(tiny_setup, tmp_path):
     config = tiny_config(tiny_setup)
-    partial = tmp_path / "runs" / f"{run_key(config)}.partial"
+    key = run_profile(config, data_dir=tmp_path / "elsewhere", progress=False).key  # the same key in any store
+    partial = tmp_path / "runs" / f"{key}.partial"
     partial.mkdir(parents=True)
     (partial / "part-000000-000002.npz").write_bytes(b"not an archive")
     with pytest.warns(UserWarning, match="ignoring"):
@@ -271,8 +237,9 @@ def test_profile_fit_and_bootstrap_from_a_run(tiny_setup, tmp_path):
     assert list(profile.index) == list(run.distances) and profile.loc[0, "median"] == 1.0
     table = run.fit("pred")
     assert {fit.name for fit in table} == {"power", "power_floor", "exp_floor"}
-    result = run.bootstrap("pred", n_boot=5)
-    assert result.n_groups == 5  # resampled by window, not by row
+    with pytest.warns(UserWarning, match="resamples windows instead of documents"):
+        result = run.bootstrap("pred", n_boot=5)
+    assert result.n_groups == 5  # two documents are too few to resample: whole windows, not rows
 
 
 # --- the command line ----------------------------------------------------------------------

@@ -61,7 +61,7 @@ def browser():
             pytest.fail(message)
         pytest.skip(message)
     if not (BUILD / "book/intro.html").is_file():
-        pytest.fail(f"no built book in {BUILD}: run `make book PROFILE=smoke` first (make test does)")
+        pytest.fail(f"no built book in {BUILD}: run `make book SETTINGS=smoke` first (make test does)")
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager look for drivers online
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -1,109 +1,24 @@
-"""Executing the experiment notebooks with papermill, under a named settings profile.
+"""Helpers of the book's notebooks: how a notebook gets its runs, and how results read on a page.
 
-``notebooks/profiles.yml`` maps a profile name (``smoke``, ``default``, ``full``,
-``paper``) to parameters: an ``all`` section shared by every notebook and one
-section per notebook. :func:`execute_notebook` merges ``all``, the notebook's
-section and the caller's overrides, passes papermill only the parameters the
-notebook declares in its cell tagged ``parameters`` (an override it does not
-declare is an error, not a silent no-op), and writes the executed copy
-atomically, so a failed or interrupted execution never leaves a half-written
-notebook where the book would pick it up.
+:class:`Experiment` turns a notebook's parameters into runs (measured once,
+then read from the store); :func:`summary_table`, :func:`verdict_list`,
+:func:`compare_with_paper` and :func:`corpus_family` turn run summaries into
+tables, lists and the words the summary page pastes in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from green_profiles.fits import PAPER_P_RANGE
 
 if TYPE_CHECKING:
-    from green_profiles.profiles import ProfileRun, RunConfig
-
-PROFILES_FILE = Path("notebooks/profiles.yml")
-
-
-def profile_parameters(notebook: str, profile: str, profiles_file: Path = PROFILES_FILE) -> dict[str, Any]:
-    """The parameters a profile sets for one notebook (``all`` merged with the notebook's own section)."""
-    import yaml
-
-    profiles = yaml.safe_load(Path(profiles_file).read_text())
-    if profile not in profiles:
-        raise ValueError(f"unknown profile {profile!r}: {profiles_file} defines {', '.join(profiles)}")
-    sections = profiles[profile] or {}
-    return dict(sections.get("all") or {}) | dict(sections.get(notebook) or {})
-
-
-def execute_notebook(
-    notebook: str,
-    *,
-    profile: str = "default",
-    overrides: Mapping[str, Any] | None = None,
-    source_dir: Path = Path("notebooks"),
-    output_dir: Path = Path("book/experiments"),
-    profiles_file: Path = PROFILES_FILE,
-    log_output: bool = True,
-) -> Path:
-    """Run ``<source_dir>/<notebook>.ipynb`` through papermill into ``<output_dir>/<notebook>.ipynb``.
-
-    Args:
-        notebook: the notebook's name without ``.ipynb`` (e.g. ``"coherent_text"``).
-        profile: the settings profile in ``profiles_file``.
-        overrides: parameters that win over the profile's (e.g. ``{"seq_len": 1024}``).
-        source_dir, output_dir: where the notebook is read and its executed copy written.
-        profiles_file: the YAML file of profiles.
-        log_output: relay the notebook's output (progress bars included) to this process' log.
-
-    Returns:
-        the path of the executed notebook.
-
-    Raises:
-        ValueError: an unknown profile, or an override the notebook does not declare.
-        papermill.PapermillExecutionError: a cell failed (its traceback says which).
-    """
-    import papermill
-
-    source = Path(source_dir) / f"{notebook}.ipynb"
-    if not source.is_file():
-        available = ", ".join(sorted(p.stem for p in Path(source_dir).glob("*.ipynb")))
-        raise ValueError(f"no notebook {source}; available: {available}")
-    declared = papermill.inspect_notebook(str(source))
-    unknown = sorted(set(overrides or {}) - set(declared))
-    if unknown:
-        raise ValueError(f"{notebook} has no parameter {', '.join(unknown)}; it declares {', '.join(declared)}")
-    parameters = {key: value for key, value in profile_parameters(notebook, profile, profiles_file).items()
-                  if key in declared} | dict(overrides or {})
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    target = output_dir / f"{notebook}.ipynb"
-    handle, temporary = tempfile.mkstemp(prefix=f".{notebook}.", suffix=".ipynb", dir=output_dir)
-    os.close(handle)
-    try:
-        papermill.execute_notebook(str(source), temporary, parameters=parameters, kernel_name="python3",
-                                   progress_bar=log_output, log_output=log_output,
-                                   cwd=str(source.parent.resolve()))
-        _collapse_parameter_cells(Path(temporary))
-        os.replace(temporary, target)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    return target
-
-
-def _collapse_parameter_cells(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``hide-input`` so the book shows it collapsed, like the defaults."""
-    import nbformat
-
-    notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "injected-parameters" in tags and "hide-input" not in tags:
-            cell.metadata["tags"] = [*tags, "hide-input"]
-    nbformat.write(notebook, path)
+    from green_profiles.configuration import RunConfig
+    from green_profiles.profiles import ProfileRun
 
 
 class PlainText(str):
@@ -132,9 +47,9 @@ class Experiment:
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any]) -> Experiment:
         """Build from a notebook's parameters (pass ``globals()``): names that are
-        :class:`~green_profiles.profiles.RunConfig` fields, plus ``device``; anything else is ignored.
+        :class:`~green_profiles.configuration.RunConfig` fields, plus ``device``; anything else is ignored.
         A ``model`` parameter sets the base model; a notebook with ``models`` chooses one per run."""
-        from green_profiles.profiles import RunConfig
+        from green_profiles.configuration import RunConfig
 
         fields = {field.name for field in dataclasses.fields(RunConfig)}
         settings = {name: parameters[name] for name in fields if name in parameters}
@@ -144,7 +59,7 @@ class Experiment:
 
     def measure(self, **changes: Any) -> ProfileRun:
         """The run with ``changes`` applied to :attr:`base` (progress goes to the build log)."""
-        from green_profiles.profiles import run_profile
+        from green_profiles.measurement import run_profile
 
         return run_profile(dataclasses.replace(self.base, **changes), device=self.device)
 
@@ -156,7 +71,7 @@ def compare_with_paper(p: float, low: float, high: float, paper: tuple[float, fl
     the interval reaches into it, "steeper" or "shallower" when the whole interval
     lies above or below it; "no estimate" when the fit failed.
     """
-    if not all(value == value for value in (p, low, high)):  # NaN
+    if not all(math.isfinite(value) for value in (p, low, high)):
         return "no estimate"
     if paper[0] <= p <= paper[1]:
         return "within the paper's range"
@@ -167,13 +82,24 @@ def compare_with_paper(p: float, low: float, high: float, paper: tuple[float, fl
     return "interval overlaps the paper's range"
 
 
+def interval_text(record: Mapping[str, Any], key: str, spec: str) -> str:
+    """``"0.97 [0.89, 1.05]"``: a summary record's estimate ``key`` with its interval (``key_low``, ``key_high``).
+
+    Where there is no estimate, says why: "flat — no decay" for a flat profile, else "no estimate".
+    """
+    if not math.isfinite(record[key]):
+        return "flat — no decay" if record.get("verdict_word") == "flat" else "no estimate"
+    low, high = record[f"{key}_low"], record[f"{key}_high"]
+    return f"{record[key]:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
 def summary_table(records: list[Mapping[str, Any]]) -> Any:
     """The headline numbers of several runs (:meth:`ProfileRun.summary` records with a ``label``),
-    one line per run, intervals written next to their estimates so the table fits the text column."""
-    import pandas as pd
+    one line per run, intervals written next to their estimates so the table fits the text column.
 
-    def interval(record: Mapping[str, Any], key: str, spec: str) -> str:
-        return f"{record[key]:{spec}} [{record[key + '_low']:{spec}}, {record[key + '_high']:{spec}}]"
+    A run without a usable exponent (a flat profile, or a fit stuck at a bound) shows why instead of a number.
+    """
+    import pandas as pd
 
     return pd.DataFrame.from_records([{
         "label": record["label"],
@@ -181,9 +107,9 @@ def summary_table(records: list[Mapping[str, Any]]) -> Any:
         "top-1 acc.": f"{record['top1_accuracy']:.1%}",
         "loss (nats)": f"{record['mean_loss']:.2f}",
         "best law": record["best_model"],
-        "p [95% CI]": interval(record, "p", ".2f"),
-        "gap exp − power [95% CI]": interval(record, "rmse_gap", "+.3f"),
-        "verdict": record["verdict"].split(":")[0],
+        "p [95% CI]": interval_text(record, "p", ".2f"),
+        "gap exp − power [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
+        "verdict": record["verdict_word"],
     } for record in records]).set_index("label")
 
 

@@ -3,11 +3,19 @@
     green-profiles run --model smollm2-135m --corpus gutenberg --seq-len 512 --n-windows 24
     green-profiles run --preset pythia --n-windows 64 --device cuda
     green-profiles list
-    green-profiles notebook coherent_text --profile smoke -p seq_len 256
+    green-profiles show 3f1c0a9e2b7d4c55
+    green-profiles notebook coherent_text --settings smoke -p seq_len 256
 
-``run`` loads the run from the store when it was measured before (instantly),
-otherwise measures it with a progress bar, then prints the median profile, the
-three fits and the window-bootstrap verdict.
+``run`` loads the run from the store when it was measured before with the same
+settings, text, weights, tokenizer and code (instantly), otherwise measures it
+with a progress bar; then it prints the median profile, the three fits and the
+bootstrap verdict. ``show`` prints the same for a stored run without measuring.
+
+Exit status: 0 done; 2 bad input or data that cannot be had (one line on
+stderr: a bad setting, an unknown or unavailable model or corpus, a damaged
+run); 130 interrupted. Anything else is a bug or a machine fault (CUDA out of
+memory, ...) and keeps its traceback (exit 1); ``--debug`` shows the traceback
+of the one-line errors too.
 """
 
 from __future__ import annotations
@@ -18,9 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from green_profiles.profiles import PRESETS, SELECTIONS, RunConfig
-
-_EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
+from green_profiles.configuration import PRESETS, SELECTIONS, RunConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,15 +42,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\ninterrupted: finished windows are kept and the next identical run resumes from them",
               file=sys.stderr)
         return 130
-    except _EXPECTED_ERRORS as error:
+    except Exception as error:
+        if args.debug or not isinstance(error, _expected_errors()):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input or data that cannot be had here, not a bug: one line, exit 2."""
+    from green_profiles.corpora import CorpusUnavailableError
+    from green_profiles.models import ModelUnavailableError
+    from green_profiles.store import CorruptRunError
+
+    # ValueError covers bad settings, too-short corpora, windows beyond the context and
+    # NonFiniteGradientError; RuntimeError in general (CUDA out of memory, ...) is not expected.
+    return (ValueError, FileNotFoundError, ModelUnavailableError, CorpusUnavailableError, CorruptRunError)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="green-profiles", description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data directory (corpora, converted models, runs/); default $GREEN_PROFILES_DATA or ./data")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
     commands = parser.add_subparsers(dest="command")
 
     run = commands.add_parser("run", help="measure (or load) a run and print its fits")
@@ -74,9 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
+    show = commands.add_parser("show", help="print a stored run's profile, fits and verdict (no measuring)")
+    show.add_argument("run", help="a run key (see `list`) or a run directory")
+    show.add_argument("--selection", choices=SELECTIONS + ("both",), default="both")
+    show.add_argument("--bootstrap", type=int, default=200, metavar="N", help="bootstrap replicates (0 to skip)")
+    show.set_defaults(handler=_show)
+
     notebook = commands.add_parser("notebook", help="execute one experiment notebook into the book (papermill)")
     notebook.add_argument("name", help="notebook name, e.g. coherent_text")
-    notebook.add_argument("--profile", default="default", help="settings profile in notebooks/profiles.yml")
+    notebook.add_argument("--settings", default="default", help="named settings in notebooks/settings.yml")
     notebook.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                           help="override a parameter (VALUE is read as YAML: 1024, [gutenberg], null)")
     notebook.add_argument("--quiet", action="store_true", help="do not relay the notebook's output")
@@ -104,12 +130,31 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from green_profiles.fits import verdict
-    from green_profiles.profiles import run_profile
+    from green_profiles.measurement import run_profile
 
     config = config_from_args(args)
     run = run_profile(config, data_dir=args.data_dir, device=args.device, progress=not args.no_progress,
                       recompute=args.recompute)
+    _report(run, args.selection, args.bootstrap)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from green_profiles.profiles import load_run
+    from green_profiles.store import runs_directory
+
+    path = Path(args.run)
+    if not path.is_dir():
+        path = runs_directory(args.data_dir) / args.run
+        if not path.is_dir():
+            raise FileNotFoundError(f"no stored run {args.run!r} in {path.parent}; `green-profiles list` shows them")
+    _report(load_run(path), args.selection, args.bootstrap)
+    return 0
+
+
+def _report(run: object, selection: str, n_boot: int) -> None:
+    from green_profiles.fits import verdict
+
     resolved = run.config
     print(f"\n{run}")
     print(f"stored in {run.path}")
@@ -120,26 +165,25 @@ def _run(args: argparse.Namespace) -> int:
     if rate:
         print(f"measured at {rate:.3f} rows/s ({run.metadata['backward_rows_per_s']:.3f} backward passes/s) "
               f"on {run.metadata['environment']['device']}")
-    selections = SELECTIONS if args.selection == "both" else (args.selection,)
-    for selection in selections:
-        profile = run.profile(selection)
-        print(f"\n[{selection}] median diagonal-normalized profile (Ĝ, dimensionless) over {run.n_rows} rows")
+    selections = SELECTIONS if selection == "both" else (selection,)
+    for chosen in selections:
+        profile = run.profile(chosen)
+        print(f"\n[{chosen}] median diagonal-normalized profile (Ĝ, dimensionless) over {run.n_rows} rows")
         print(profile[["count", "median", "q25", "q75"]].to_string(float_format=lambda v: f"{v:.4g}"))
-        print(f"\n[{selection}] fits over r >= 1, ranked by log-space RMSE")
-        print(run.fit(selection))
-        if args.bootstrap > 0:
-            print(f"[{selection}] {verdict(run.bootstrap(selection, n_boot=args.bootstrap, seed=resolved.seed))}")
-    return 0
+        print(f"\n[{chosen}] fits over r >= 1, ranked by log-space RMSE")
+        print(run.fit(chosen))
+        if n_boot > 0:
+            print(f"[{chosen}] {verdict(run.bootstrap(chosen, n_boot=n_boot, seed=resolved.seed))}")
 
 
 def _notebook(args: argparse.Namespace) -> int:
     import yaml
 
-    from green_profiles.book import execute_notebook
+    from green_profiles.execution import execute_notebook
 
     overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
-    path = execute_notebook(args.name, profile=args.profile, overrides=overrides, log_output=not args.quiet)
-    print(f"executed {args.name} ({args.profile} profile) -> {path}")
+    path = execute_notebook(args.name, settings=args.settings, overrides=overrides, log_output=not args.quiet)
+    print(f"executed {args.name} ({args.settings} settings) -> {path}")
     return 0
 
 

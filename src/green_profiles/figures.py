@@ -15,7 +15,8 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from green_profiles.fits import PAPER_P_RANGE
-from green_profiles.profiles import ProfileRun, Selection
+from green_profiles.configuration import Selection
+from green_profiles.profiles import ProfileRun, source_profile
 
 CONDITION_COLORS = {
     "coherent": "#1f5fa8",
@@ -170,13 +171,12 @@ def plot_source_profile(ax: Axes, run: ProfileRun, *, selection: Selection = "pr
     ``buffer`` shades the sources a buffered run leaves out.
     """
     color = color or condition_color(label or "coherent")
-    target = int(run.targets[-1])
-    profile = run.profile(selection)
-    sources = target - profile.index.to_numpy()
-    keep = profile.index.to_numpy() >= 1
-    ax.fill_between(sources[keep], profile["q25"][keep], profile["q75"][keep], color=color, alpha=0.2, linewidth=0)
-    ax.plot(sources[keep], profile["median"][keep], color=color, linewidth=1.2,
-            label=f"{label or run.config.model}: median over {run.n_rows} rows (target j = {target})")
+    profile = source_profile(run, selection)
+    sources = profile.index.to_numpy()
+    targets = f"target j = {int(run.targets[0])}" if len(run.targets) == 1 else f"{len(run.targets)} targets"
+    ax.fill_between(sources, profile["q25"], profile["q75"], color=color, alpha=0.2, linewidth=0)
+    ax.plot(sources, profile["median"], color=color, linewidth=1.2,
+            label=f"{label or run.config.model}: median over {run.n_rows} rows ({targets})")
     if buffer:
         ax.axvspan(0, buffer, color="#f3c6c6", alpha=0.35, zorder=0, label=f"left buffer (sources < {buffer})")
     ax.set_yscale("log")

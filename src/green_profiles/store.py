@@ -1,0 +1,218 @@
+"""The run store: finished runs on disk, the partial work of unfinished ones, and who may write them.
+
+Each run lives in ``<data>/runs/<key>/`` (the key: :func:`green_profiles.provenance.run_key`):
+
+``profiles.npz``
+    ``distances [n_r]``, ``targets [T]``, ``window_ids [n, L + 1]``,
+    ``document [n]``, ``start [n]``, ``true_tokens``/``pred_tokens [n, T]``,
+    ``true_log_probs [n, T]`` and the raw norms ``true_raw``/``pred_raw [n, T, n_r]``.
+``rows.csv``
+    one line per (window, target): document, title, start, target, both tokens
+    (ids and text), whether the prediction was right, the observed token's log-probability.
+``metadata.json``
+    the configuration, key, settings key, provenance, package versions, git
+    commit, device, timings, throughput and the SHA-256 of the two data files
+    (a mismatch means damage).
+
+Guarantees:
+
+- A run directory appears in one rename once everything is written
+  (:func:`green_profiles.storage.atomic_directory`); replacing a damaged one
+  renames it aside first, so no reader ever sees a half-deleted run.
+- One process at a time measures and writes a key: :func:`key_lock` holds an
+  exclusive lock on ``runs/.locks/<key>.lock``; a second process asking for the
+  same key waits and then loads what the first stored.
+- While a run is under way, finished windows are flushed as part files to
+  ``<key>.partial/`` (each part written atomically), so even a hard kill loses at
+  most the windows since the last flush.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from green_profiles.locations import default_data_dir, file_sha256
+from green_profiles.storage import STAGING_PREFIX, atomic_directory, atomic_file, atomic_write
+
+DATA_FILES = ("profiles.npz", "rows.csv")
+_LOCKS = ".locks"
+
+
+class CorruptRunError(RuntimeError):
+    """A run directory is incomplete or its files do not match their recorded checksums."""
+
+
+def runs_directory(data_dir: Path | None = None) -> Path:
+    """Where runs are stored: ``<data>/runs``."""
+    return (Path(data_dir) if data_dir is not None else default_data_dir()) / "runs"
+
+
+@contextlib.contextmanager
+def key_lock(store: Path, key: str, *, announce: bool = True) -> Iterator[None]:
+    """Hold the exclusive lock of one run key for the block (measuring, resuming, writing it).
+
+    When another process holds it, says so on stderr (with ``announce``) and waits.
+    """
+    path = Path(store) / _LOCKS / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock; renames still keep every file whole
+        yield
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if announce:
+                print(f"green-profiles: another process is measuring run {key}; waiting for it", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_run(store: Path, key: str, arrays: Mapping[str, np.ndarray], table: Any,
+              metadata: dict[str, Any]) -> Path:
+    """Write a finished run as ``<store>/<key>/`` in one rename; an existing one is replaced.
+
+    Call it while holding :func:`key_lock`. ``metadata`` gains the data files' checksums.
+    """
+    final = Path(store) / key
+    _remove_leftovers(Path(store), key)
+    with atomic_directory(final, replace=True) as staging:
+        np.savez_compressed(staging / "profiles.npz", **arrays)
+        table.to_csv(staging / "rows.csv", index=False)
+        metadata["sha256"] = {name: file_sha256(staging / name) for name in DATA_FILES}
+        (staging / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+    return final
+
+
+def read_checked(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
+    """``(metadata, arrays, rows table)`` of a stored run, after checking it is complete and intact.
+
+    Raises:
+        CorruptRunError: missing files, unreadable metadata or a checksum mismatch.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    for name in DATA_FILES:
+        file = path / name
+        if not file.is_file() or file_sha256(file) != metadata.get("sha256", {}).get(name):
+            raise CorruptRunError(f"run {path}: {name} is missing or does not match its checksum")
+    try:
+        with np.load(path / "profiles.npz") as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        table = pd.read_csv(path / "rows.csv", keep_default_na=False, na_values=[""])
+    except (OSError, ValueError) as error:  # intact checksums of unreadable files: written by a broken writer
+        raise CorruptRunError(f"run {path}: its data files cannot be read ({error})") from error
+    return metadata, arrays, table
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """A run's ``metadata.json``, checked for the fields every run has.
+
+    Raises:
+        CorruptRunError: missing, unreadable or incomplete.
+    """
+    try:
+        metadata = json.loads((Path(path) / "metadata.json").read_text())
+    except (OSError, ValueError) as error:
+        raise CorruptRunError(f"run {path} has no readable metadata.json ({error})") from error
+    missing = [field for field in ("key", "config", "sha256", "provenance") if field not in metadata]
+    if not isinstance(metadata, dict) or missing:
+        raise CorruptRunError(f"run {path}: metadata.json lacks {', '.join(missing) or 'an object'} "
+                              "(damaged, or written by an older version)")
+    return metadata
+
+
+def stored_metadata(store: Path) -> Iterator[tuple[Path, dict[str, Any] | CorruptRunError]]:
+    """Every run directory in the store with its metadata, or the error that makes it unusable.
+
+    Checks the data files' checksums too, so a damaged run is reported here, not
+    by whoever reads it next.
+    """
+    store = Path(store)
+    if not store.is_dir():
+        return
+    for path in sorted(store.iterdir()):
+        if not path.is_dir() or path.name.startswith(".") or path.name.endswith(".partial"):
+            continue
+        try:
+            metadata = read_metadata(path)
+            for name in DATA_FILES:
+                if not (path / name).is_file() or file_sha256(path / name) != metadata["sha256"].get(name):
+                    raise CorruptRunError(f"run {path}: {name} is missing or does not match its checksum")
+        except CorruptRunError as error:
+            yield path, error
+            continue
+        yield path, metadata
+
+
+def earlier_versions(store: Path, settings_key: str, key: str) -> list[dict[str, Any]]:
+    """Metadata of intact stored runs with the same settings as ``key`` but another provenance."""
+    return [metadata for _, metadata in stored_metadata(store)
+            if isinstance(metadata, dict) and metadata.get("settings_key") == settings_key
+            and metadata.get("key") != key]
+
+
+def partial_directory(store: Path, key: str) -> Path:
+    """Where the finished windows of an unfinished run ``key`` are kept."""
+    return Path(store) / f"{key}.partial"
+
+
+def flush_partial(partial: Path, key: str, window_ids: np.ndarray,
+                  fresh: Mapping[int, Mapping[str, np.ndarray]]) -> None:
+    """Write finished windows (index -> arrays) as one part file, atomically."""
+    if not fresh:
+        return
+    partial.mkdir(parents=True, exist_ok=True)
+    if not (partial / "key.json").exists():
+        atomic_write(partial / "key.json", json.dumps({"key": key}) + "\n")
+    indices = np.array(sorted(fresh), dtype=np.int64)
+    fields = {name: np.stack([fresh[i][name] for i in indices.tolist()]) for name in next(iter(fresh.values()))}
+    with atomic_file(partial / f"part-{indices[0]:06d}-{len(indices):06d}.npz") as staging:
+        np.savez(staging, indices=indices, window_ids=window_ids[indices], **fields)
+
+
+def read_partial(partial: Path, window_ids: np.ndarray) -> dict[int, dict[str, np.ndarray]]:
+    """Windows already measured by an earlier, interrupted attempt.
+
+    A part is used only where its window token ids equal this run's; unreadable
+    parts and parts of other windows are skipped with a warning.
+    """
+    done: dict[int, dict[str, np.ndarray]] = {}
+    for part in sorted(Path(partial).glob("part-*.npz")):
+        try:
+            with np.load(part) as archive:
+                indices = archive["indices"]
+                if indices.max(initial=-1) >= len(window_ids) or not np.array_equal(
+                        archive["window_ids"], window_ids[indices]):
+                    raise ValueError("its windows are not this run's windows")
+                fields = {name: archive[name] for name in archive.files if name not in ("indices", "window_ids")}
+        except (OSError, ValueError, KeyError, EOFError) as error:
+            warnings.warn(f"ignoring {part}: {error}", stacklevel=3)
+            continue
+        for position, index in enumerate(indices.tolist()):
+            done[index] = {name: values[position] for name, values in fields.items()}
+    return done
+
+
+def _remove_leftovers(store: Path, key: str) -> None:
+    """Staging and trash directories of this key left by a writer that died (the caller holds the key's lock)."""
+    import shutil
+
+    for leftover in store.glob(f".*{key}.*"):
+        if leftover.name.startswith((STAGING_PREFIX, ".trash-")) and leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)

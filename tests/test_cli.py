@@ -1,0 +1,93 @@
+"""The command line's messages and exit codes: one line and exit 2 for bad input or data that cannot be
+had here, a traceback (exit 1) for anything else, and ``--debug`` to see every traceback."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_config
+
+import green_profiles.measurement as measurement
+from green_profiles.cli import main
+from green_profiles.measurement import run_profile
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No hub, and an empty hub cache, whatever this machine can reach."""
+    import datasets  # noqa: F401 - imported first: its config copies the hub's offline flag at import
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+
+
+def tiny_arguments(tiny_setup, tmp_path, *extra: str) -> list[str]:
+    model_dir, corpus = tiny_setup
+    return ["--data-dir", str(tmp_path), "run", "--model", str(model_dir), "--corpus", str(corpus),
+            "--seq-len", "48", "--n-windows", "2", "--target-min", "36", "--target-stride", "4",
+            "--source-min-index", "8", "--distances", "0,1,2,4,8,16,28", "--bootstrap", "0", "--no-progress",
+            *extra]
+
+
+def one_error_line(capsys) -> str:
+    """The one ``error:`` line on stderr (progress bars of loading may come before it), and no traceback."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_unavailable_model_is_one_line_and_exit_2(tiny_setup, tmp_path, offline, capsys):
+    arguments = tiny_arguments(tiny_setup, tmp_path)
+    arguments[arguments.index("--model") + 1] = "someone/not-downloaded"
+    assert main(arguments) == 2
+    line = one_error_line(capsys)
+    assert "someone/not-downloaded is not in the local Hugging Face cache" in line and "offline mode" in line
+
+
+def test_unavailable_corpus_is_one_line_and_exit_2(tiny_setup, tmp_path, offline, monkeypatch, capsys):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty-datasets")
+    arguments = tiny_arguments(tiny_setup, tmp_path)
+    arguments[arguments.index("--corpus") + 1] = "wikitext-103"
+    assert main(arguments) == 2
+    assert "WikiText-103" in one_error_line(capsys)
+
+
+def test_damaged_run_is_one_line_and_exit_2(tiny_setup, tmp_path, capsys):
+    run = run_profile(tiny_config(tiny_setup), data_dir=tmp_path, progress=False)
+    (run.path / "profiles.npz").write_bytes(b"damaged")
+    assert main(["--data-dir", str(tmp_path), "show", run.key]) == 2
+    assert "does not match its checksum" in one_error_line(capsys)
+
+
+def test_show_prints_a_stored_run_without_measuring(tiny_setup, tmp_path, capsys, monkeypatch):
+    run = run_profile(tiny_config(tiny_setup), data_dir=tmp_path, progress=False)
+    monkeypatch.setattr(measurement, "_measure", None)  # anything measuring would fail
+    assert main(["--data-dir", str(tmp_path), "show", run.key, "--bootstrap", "20"]) == 0
+    out = capsys.readouterr().out
+    assert run.key in out and "[pred] fits over r >= 1" in out and "bootstrap" in out
+
+
+def test_bad_setting_is_one_line_and_exit_2_but_debug_shows_the_traceback(tiny_setup, tmp_path, capsys):
+    arguments = tiny_arguments(tiny_setup, tmp_path, "--seq-len", "4096")
+    assert main(arguments) == 2
+    assert "context" in one_error_line(capsys)
+    with pytest.raises(ValueError, match="context"):
+        main(["--debug", *arguments])
+
+
+def test_a_fault_that_is_not_bad_input_keeps_its_traceback(tiny_setup, tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(measurement, "run_profile", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(tiny_arguments(tiny_setup, tmp_path))
+
+
+def test_unknown_run_for_show_is_one_line(tmp_path, capsys):
+    assert main(["--data-dir", str(tmp_path), "show", "0123456789abcdef"]) == 2
+    assert "no stored run" in one_error_line(capsys)

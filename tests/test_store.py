@@ -1,0 +1,152 @@
+"""The run store under concurrency and damage, with real processes: two writers of one key, a hard
+kill between flushes, damaged runs in a listing, parts of other windows, and the periodic flush."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+import green_profiles.jacobian as jacobian
+import green_profiles.store as store_module
+from green_profiles.measurement import run_profile
+from green_profiles.profiles import list_runs, load_run
+
+# A child process that measures the tiny run with the given settings and prints its key and measuring pid.
+CHILD = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    import green_profiles.jacobian as jacobian
+    from green_profiles.configuration import RunConfig
+    from green_profiles.measurement import run_profile
+
+    config, data, flush, pause = json.loads(sys.argv[1])
+    real = jacobian.protocol_gradient_norms
+    def slowed(*args, **kwargs):  # windows slow enough for the parent to act between them
+        time.sleep(pause)
+        return real(*args, **kwargs)
+    jacobian.protocol_gradient_norms = slowed
+    run = run_profile(RunConfig.from_dict(config), data_dir=Path(data), progress=True, flush_seconds=flush)
+    print(json.dumps({"key": run.key, "measured_by": run.metadata["environment"]["pid"]}))
+""")
+
+
+def start_child(config, data: Path, *, flush: float = 60.0, pause: float = 0.0) -> subprocess.Popen:
+    argument = json.dumps([config.to_dict(), str(data), flush, pause])
+    environment = os.environ | {"TRANSFORMERS_VERBOSITY": "error"}
+    return subprocess.Popen([sys.executable, "-c", CHILD, argument], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=environment)
+
+
+def windows_in_parts(partial: Path) -> int:
+    total = 0
+    for part in partial.glob("part-*.npz"):
+        with np.load(part) as archive:
+            total += len(archive["indices"])
+    return total
+
+
+def test_two_processes_asking_for_one_key_measure_it_once(tiny_setup, tmp_path):
+    config = tiny_config(tiny_setup, n_windows=6)
+    first = start_child(config, tmp_path, pause=0.3)
+    deadline = time.monotonic() + 120
+    lock = tmp_path / "runs" / ".locks"
+    while not (lock.is_dir() and any(lock.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first holds the key's lock before the second starts
+    second = start_child(config, tmp_path)
+    outputs = [process.communicate(timeout=300) for process in (first, second)]
+    assert [process.returncode for process in (first, second)] == [0, 0], [err for _, err in outputs]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert results[0] == results[1], "both processes must return the one run, measured by the first"
+    assert results[0]["measured_by"] == first.pid
+    assert "another process is measuring run" in outputs[1][1]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".locks", results[0]["key"]]
+
+
+def test_a_hard_kill_keeps_every_flushed_window(tiny_setup, tmp_path):
+    config = tiny_config(tiny_setup, n_windows=12)
+    reference = run_profile(config, data_dir=tmp_path / "uninterrupted", progress=False)
+    partial = tmp_path / "killed" / "runs" / f"{reference.key}.partial"
+    child = start_child(config, tmp_path / "killed", flush=0.0, pause=0.2)
+    deadline = time.monotonic() + 120
+    while windows_in_parts(partial) < 3 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)  # no Python cleanup, no final flush
+    child.wait(timeout=30)
+    flushed = windows_in_parts(partial)
+    assert 3 <= flushed < 12, f"the child was killed after {flushed} windows"
+
+    resumed = run_profile(config, data_dir=tmp_path / "killed", progress=False)
+    assert resumed.metadata["n_windows_resumed"] == flushed
+    for name in reference.arrays:
+        np.testing.assert_array_equal(reference.arrays[name], resumed.arrays[name], err_msg=name)
+
+
+def test_finished_windows_are_flushed_while_the_run_goes_on(tiny_setup, tmp_path, monkeypatch):
+    config = tiny_config(tiny_setup, n_windows=4)
+    seen: list[int] = []
+    real_kernel = jacobian.protocol_gradient_norms
+    store = tmp_path / "runs"
+
+    def watching(*args, **kwargs):  # before each window: how many windows are already on disk
+        partials = list(store.glob("*.partial"))
+        seen.append(windows_in_parts(partials[0]) if partials else 0)
+        return real_kernel(*args, **kwargs)
+
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", watching)
+    run_profile(config, data_dir=tmp_path, progress=False, flush_seconds=0.0)
+    assert seen == [0, 1, 2, 3]
+    seen.clear()
+    run_profile(config, data_dir=tmp_path / "rarely", progress=False, flush_seconds=3600.0)
+    assert seen == [0, 0, 0, 0]
+
+
+def test_parts_of_other_windows_are_not_used(tiny_setup, tmp_path, monkeypatch):
+    config = tiny_config(tiny_setup, n_windows=3)
+    other = run_profile(tiny_config(tiny_setup, n_windows=3, seed=1), data_dir=tmp_path / "other", progress=False)
+    key = run_profile(config, data_dir=tmp_path / "probe", progress=False).key
+    partial = tmp_path / "runs" / f"{key}.partial"
+    fields = {name: other.arrays[name][:2] for name in ("true_raw", "pred_raw", "true_tokens", "pred_tokens",
+                                                          "true_log_probs")}
+    store_module.flush_partial(partial, key, other.arrays["window_ids"], {i: {n: v[i] for n, v in fields.items()}
+                                                                        for i in range(2)})
+    calls: list[int] = []
+    real = jacobian.protocol_gradient_norms
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with pytest.warns(UserWarning, match="not this run's windows"):
+        run = run_profile(config, data_dir=tmp_path, progress=False)
+    assert len(calls) == 3 and run.metadata["n_windows_resumed"] == 0
+
+
+def test_a_listing_skips_and_names_damaged_runs(tiny_setup, tmp_path):
+    good = run_profile(tiny_config(tiny_setup), data_dir=tmp_path, progress=False)
+    damaged = run_profile(tiny_config(tiny_setup, seed=1), data_dir=tmp_path, progress=False)
+    broken_metadata = run_profile(tiny_config(tiny_setup, seed=2), data_dir=tmp_path, progress=False)
+    (damaged.path / "rows.csv").write_text("window,document\n0,0\n")
+    (broken_metadata.path / "metadata.json").write_text("{ not json")
+    with pytest.warns(UserWarning, match="skipping a damaged run") as caught:
+        listing = list_runs(tmp_path)
+    assert listing["key"].tolist() == [good.key]
+    messages = " ".join(str(w.message) for w in caught)
+    assert damaged.key in messages and broken_metadata.key in messages
+    with pytest.raises(store_module.CorruptRunError):
+        load_run(damaged.path)
+
+
+def test_replacing_a_damaged_run_never_leaves_staging_behind(tiny_setup, tmp_path):
+    config = tiny_config(tiny_setup)
+    first = run_profile(config, data_dir=tmp_path, progress=False)
+    (first.path / "profiles.npz").write_bytes(b"damaged")
+    with pytest.warns(UserWarning, match="measuring it again"):
+        again = run_profile(config, data_dir=tmp_path, progress=False)
+    assert again.key == first.key
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".locks", first.key]
