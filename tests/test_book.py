@@ -8,7 +8,14 @@ import papermill
 import pytest
 import yaml
 
-from green_profiles.book import Experiment, compare_with_paper, corpus_family, summary_table, verdict_list
+from green_profiles.book import (
+    Experiment,
+    compare_with_paper,
+    corpus_family,
+    resampling_comparison,
+    summary_table,
+    verdict_list,
+)
 from green_profiles.configuration import RunConfig
 from green_profiles.execution import execute_notebook, settings_parameters
 
@@ -88,3 +95,14 @@ def test_summary_table_writes_intervals_next_to_estimates():
     assert table.loc["random init · pred", "p [95% CI]"] == "flat — no decay"
     assert table.loc["random init · pred", "verdict"] == "flat"
     assert verdict_list([record]) == "- **gutenberg · pred**: power law: p = 1.093 ..."
+
+
+def test_resampling_comparison_shows_both_units_and_says_when_documents_are_too_few():
+    from test_profiles import synthetic_run
+
+    table = resampling_comparison({"many": synthetic_run([0, 1, 2, 3, 4, 5, 5, 6]),
+                                   "few": synthetic_run([0, 0, 1, 1])}, n_boot=20)
+    assert table.index.tolist() == [("many", "8 windows"), ("many", "7 documents"), ("few", "4 windows"),
+                                    ("few", "2 documents")]
+    assert table.loc[("few", "2 documents"), "p [95% CI]"] == "too few documents"
+    assert table.loc[("many", "7 documents"), "p [95% CI]"].count("[") == 1

@@ -26,11 +26,12 @@ def _forest(rows):
 def test_forest_axis_stays_on_the_plausible_range_when_a_fit_hits_the_bound():
     trained = {"label": "trained", "p": 1.09, "p_low": 0.90, "p_high": 1.29}
     flat = {"label": "random init", "p": 9.89, "p_low": 0.02, "p_high": 9.98}
-    failed = {"label": "failed", "p": math.nan, "p_low": math.nan, "p_high": math.nan}
-    (left, right), texts = _forest([trained, flat, failed])
+    failed = {"label": "failed", "p": math.nan, "p_low": math.nan, "p_high": math.nan, "verdict_word": "failed"}
+    no_decay = {"label": "random init", "p": math.nan, "p_low": math.nan, "p_high": math.nan, "verdict_word": "flat"}
+    (left, right), texts = _forest([trained, flat, failed, no_decay])
     assert (left, right) == (0.0, 3.0)
     assert "p = 9.89 [0.02, 9.98]: beyond the axis" in texts
-    assert "no estimate (fit failed)" in texts
+    assert "no estimate (fit failed or at a bound)" in texts and "flat — no decay" in texts
 
 
 def test_forest_axis_widens_for_a_well_determined_large_exponent():

@@ -19,7 +19,7 @@ from conftest import tiny_config
 from green_profiles.jacobian import logit_gradient_norms
 from green_profiles.configuration import PAPER_DISTANCES, PRESETS, RunConfig
 from green_profiles.measurement import run_profile
-from green_profiles.profiles import aggregate_rows, left_boundary_table, load_run, source_profile
+from green_profiles.profiles import ProfileRun, aggregate_rows, left_boundary_table, load_run, source_profile
 from green_profiles.provenance import settings_key
 
 def forbid_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,3 +264,53 @@ def test_cli_runs_end_to_end_and_prints_the_fits(tiny_setup, tmp_path):
     bad = subprocess.run(command[:-1] + ["--seq-len", "4096"], capture_output=True, text=True, env=environment,
                          timeout=300)
     assert bad.returncode == 2 and "error:" in bad.stderr
+
+
+# --- statistics of a run, on synthetic arrays ------------------------------------------------
+
+
+def synthetic_run(documents: list[int], targets=(10, 12), distances=(0, 1, 2, 4, 8), seed=0) -> ProfileRun:
+    """A run of ``len(documents)`` windows with log-normal norms decaying like (r+1)^-1."""
+    rng = np.random.default_rng(seed)
+    n, t, r = len(documents), len(targets), np.asarray(distances)
+    raw = (r + 1.0) ** -1.0 * rng.lognormal(sigma=0.3, size=(n, t, len(r)))
+    arrays = {"distances": r, "targets": np.asarray(targets), "window_ids": np.zeros((n, 20), dtype=np.int64),
+              "document": np.asarray(documents), "start": np.zeros(n, dtype=np.int64), "pred_raw": raw,
+              "true_raw": raw, "pred_tokens": np.zeros((n, t)), "true_tokens": np.zeros((n, t)),
+              "true_log_probs": np.zeros((n, t))}
+    config = RunConfig(seq_len=20, target_min=targets[0], target_max=targets[-1], source_min_index=0,
+                       distances=tuple(distances))
+    return ProfileRun(config=config, key="synthetic", path=None, arrays=arrays, table=None, metadata={})
+
+
+def test_the_bootstrap_resamples_documents_and_falls_back_to_windows_with_a_warning():
+    run = synthetic_run([0, 0, 1, 2, 3, 3, 4, 5])
+    unit, labels = run.resampling_unit()
+    assert unit == "document" and labels.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5]
+    assert run.bootstrap(n_boot=5).n_groups == 6
+    assert run.resampling_unit("window")[1].tolist() == np.repeat(np.arange(8), 2).tolist()
+    few = synthetic_run([0, 0, 1, 1, 1])
+    with pytest.warns(UserWarning, match="resamples windows instead of documents"):
+        assert few.resampling_unit()[0] == "window"
+    with pytest.raises(ValueError, match="too few to resample"):
+        few.resampling_unit("document")
+
+
+def test_source_profile_pools_rows_by_source_index_whatever_the_targets():
+    run = synthetic_run([0, 1, 2], targets=(10, 12), distances=(0, 2, 4))
+    table = source_profile(run)
+    # Sources: target 10 -> 8, 6; target 12 -> 10, 8. Source 8 pools both targets' entries.
+    assert table.index.tolist() == [6, 8, 10] and table["count"].tolist() == [3, 6, 3]
+    normalized = run.normalized("pred")
+    expected_8 = np.median(np.concatenate([normalized[0::2, 1], normalized[1::2, 2]]))
+    assert table.loc[8, "median"] == pytest.approx(expected_8)
+
+
+def test_left_boundary_table_bands_sources_by_index():
+    run = synthetic_run([0, 1, 2, 3], targets=(15,), distances=tuple(range(16)))
+    bands = left_boundary_table(run, buffer=6, edge=2)
+    per_source = source_profile(run)["median"]
+    assert bands.iloc[0] == pytest.approx(np.median(per_source.loc[0:1]))
+    assert bands.iloc[1] == pytest.approx(np.median(per_source.loc[2:5]))
+    assert bands.iloc[2] == pytest.approx(np.median(per_source.loc[6:14]))
+    assert bands.iloc[0] < bands.iloc[2]  # the first sources are the farthest: no hook in a pure decay

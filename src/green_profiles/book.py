@@ -128,3 +128,37 @@ def corpus_family(corpus: str) -> str:
     """``"gutenberg"`` for books (our Gutenberg novels, PG-19), ``"wikipedia"`` for encyclopedia text
     (our Wikipedia sample, WikiText-103), the corpus' own name otherwise: the key of its summary rows."""
     return _CORPUS_FAMILIES.get(corpus, corpus)
+
+
+def resampling_comparison(runs: Mapping[str, ProfileRun], selection: str = "pred", n_boot: int = 200,
+                          seed: int = 0) -> Any:
+    """The same runs' intervals with windows and with documents as the bootstrap's resampling unit.
+
+    One line per (run label, unit): how many units were resampled, ``p`` and the
+    RMSE gap with their 95% intervals, and the verdict. Windows may overlap and
+    share a document's text, so resampling them treats correlated rows as
+    independent; the document intervals are the ones the book reports.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from green_profiles.fits import verdict
+    from green_profiles.profiles import MIN_DOCUMENTS_TO_RESAMPLE
+
+    records = []
+    for label, run in runs.items():
+        for unit in ("window", "document"):
+            n_documents = np.unique(run.document_of_row).size
+            if unit == "document" and n_documents < MIN_DOCUMENTS_TO_RESAMPLE:
+                records.append({"run": label, "resampled": f"{n_documents} documents",
+                                "p [95% CI]": "too few documents", "gap exp − power [95% CI]": "", "verdict": ""})
+                continue
+            decision = verdict(run.bootstrap(selection, n_boot=n_boot, seed=seed, unit=unit))
+            record = {"p": decision.p, "p_low": decision.p_low, "p_high": decision.p_high, "rmse_gap": decision.gap,
+                      "rmse_gap_low": decision.gap_low, "rmse_gap_high": decision.gap_high,
+                      "verdict_word": decision.winner}
+            records.append({"run": label, "resampled": f"{decision.n_groups} {unit}s",
+                            "p [95% CI]": interval_text(record, "p", ".2f"),
+                            "gap exp − power [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
+                            "verdict": decision.winner})
+    return pd.DataFrame.from_records(records).set_index(["run", "resampled"])

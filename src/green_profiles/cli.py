@@ -25,8 +25,12 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from green_profiles.configuration import PRESETS, SELECTIONS, RunConfig
+
+if TYPE_CHECKING:
+    from green_profiles.profiles import ProfileRun
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,7 +156,8 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(run: object, selection: str, n_boot: int) -> None:
+def _report(run: ProfileRun, selection: str, n_boot: int) -> None:
+    """Print a run's settings, quality, median profile, fits and verdict for each selection."""
     from green_profiles.fits import verdict
 
     resolved = run.config

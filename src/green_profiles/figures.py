@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 
-from green_profiles.fits import PAPER_P_RANGE
 from green_profiles.configuration import Selection
+from green_profiles.fits import PAPER_P_RANGE
 from green_profiles.profiles import ProfileRun, source_profile
+from green_profiles.values import valid_mask
 
 CONDITION_COLORS = {
     "coherent": "#1f5fa8",
@@ -82,8 +83,7 @@ def plot_profile(
     rows = run.normalized(selection)[:, 1:]
     if rows_shown:
         subset = np.random.default_rng(seed).permutation(len(rows))[:rows_shown]
-        with np.errstate(invalid="ignore"):
-            faint = np.where(rows[subset] > 0, rows[subset], np.nan)
+        faint = np.where(valid_mask(rows[subset]), rows[subset], np.nan)
         ax.plot(r, faint.T, color=color, alpha=0.06, linewidth=0.6, zorder=1)
     profile = run.profile(selection).iloc[1:]
     ax.fill_between(r, profile["q25"], profile["q75"], color=color, alpha=0.22, linewidth=0, zorder=2,
@@ -107,8 +107,13 @@ def plot_profile(
 
 
 def describe_fit(fit: Any) -> str:
-    """Short parameter text of a fit for a legend, e.g. ``p=0.82, c=0.011, RMSE 0.041``."""
+    """Short parameter text of a fit for a legend, e.g. ``p=0.82, c=0.011, RMSE 0.041``.
+
+    A flat fit (no decay over the fitted range) shows only its level: its exponent means nothing.
+    """
     params = fit.params
+    if fit.flat:
+        return f"flat at {fit.curve([fit.r_min])[0]:.2g}, RMSE {fit.rmse:.3f}"
     parts = []
     if "p" in params:
         parts.append(f"p={params['p']:.2f}")
@@ -141,7 +146,8 @@ def plot_forest(ax: Axes, summaries: Any, *, value: str = "p", paper_band: tuple
         color = row.get("color") or condition_color(str(row["label"]))
         estimate, low, high = (float(row[key]) for key in (value, f"{value}_low", f"{value}_high"))
         if not np.isfinite(estimate):
-            ax.text(0.02 * right, position, "no estimate (fit failed)", va="center", fontsize="small", color=color)
+            why = "flat — no decay" if row.get("verdict_word") == "flat" else "no estimate (fit failed or at a bound)"
+            ax.text(0.02 * right, position, why, va="center", fontsize="small", color=color)
             continue
         if estimate > right:
             ax.plot([min(low, right), right], [position, position], color=color, linewidth=1.2)
@@ -154,8 +160,9 @@ def plot_forest(ax: Axes, summaries: Any, *, value: str = "p", paper_band: tuple
     ax.set_xlim(0.0, right)
     ax.set_ylim(y.min() - 0.6, y.max() + 0.6)
     ax.set_yticks(y, labels)
-    ax.set_xlabel(f"decay exponent p of {FIT_LABELS['power_floor']} (95% window-bootstrap interval)"
-                  if value == "p" else value)
+    units = set(summaries["bootstrap_unit"]) if "bootstrap_unit" in summaries else {"window"}
+    ax.set_xlabel(f"decay exponent p of {FIT_LABELS['power_floor']} (95% {'/'.join(sorted(units))}-bootstrap "
+                  "interval)" if value == "p" else value)
     ax.grid(True, axis="x", alpha=0.3)
     if paper_band is not None:
         ax.legend(loc="lower right", fontsize="small")
@@ -191,16 +198,16 @@ def plot_fit_range(ax: Axes, scan: Any, *, model: str = "power_floor", paper_ban
     A fit on the last few distances alone can run to the bound ``p = 10`` with a
     huge standard error; the y axis is limited to the plausible range (``0..3``
     or the largest well-determined ``p``), so such points do not flatten the rest,
-    and each scan's points are joined only where the fit succeeded.
+    and each scan's points are joined only where the fit is usable (not failed, flat or stuck at a bound).
     """
     if paper_band is not None:
         ax.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label="paper's range")
     for scan_kind, column, marker, text in (("r_min", "r_min", "o", "smallest fitted r (largest fixed)"),
                                             ("r_max", "r_max", "s", "largest fitted r (from r = 1)")):
-        part = scan[(scan["scan"] == scan_kind) & (scan["model"] == model) & scan["success"]]
+        part = scan[(scan["scan"] == scan_kind) & (scan["model"] == model) & scan["usable"]]
         ax.errorbar(part[column], part["p"], yerr=part["p_stderr"].fillna(0), fmt=marker + "-", capsize=2,
                     markersize=4, label=f"varying the {text}")
-    finite = scan[(scan["model"] == model) & scan["success"] & (scan["p_stderr"] < 1.0)]["p"]
+    finite = scan[(scan["model"] == model) & scan["usable"] & (scan["p_stderr"] < 1.0)]["p"]
     ax.set_ylim(0.0, max(3.0, float(finite.max()) * 1.1) if len(finite) else 3.0)
     ax.set_xscale("log")
     ax.set_xlabel("cut-off distance (tokens)")

@@ -137,31 +137,39 @@ class ProfileRun:
 
         return fit_decay_models(self.distances, self.profile(selection)[statistic].to_numpy())
 
-    def resampling_unit(self) -> tuple[str, np.ndarray]:
-        """What the bootstrap resamples, and each row's label of it: ``("document", [n_rows])``.
+    def resampling_unit(self, unit: Literal["document", "window"] | None = None) -> tuple[str, np.ndarray]:
+        """What the bootstrap resamples, and each row's label of it: e.g. ``("document", [n_rows])``.
 
-        Windows may overlap, and windows of one document share its text, so rows
-        are resampled by whole documents. A run drawn from fewer than
-        :data:`MIN_DOCUMENTS_TO_RESAMPLE` documents (a single local file, say)
-        falls back to resampling windows, with a warning: its intervals then
-        ignore the correlation between overlapping windows.
+        By default (``unit=None``) whole documents: windows may overlap, and
+        windows of one document share its text, so neither rows nor windows are
+        independent. A run drawn from fewer than :data:`MIN_DOCUMENTS_TO_RESAMPLE`
+        documents (a single local file, say) falls back to resampling windows, with
+        a warning: its intervals then ignore the correlation between overlapping
+        windows. ``unit="window"`` asks for windows regardless (to compare).
         """
+        if unit not in (None, "document", "window"):
+            raise ValueError(f"unit must be 'document', 'window' or None, got {unit!r}")
+        if unit == "window":
+            return "window", self.window_of_row
         documents = self.document_of_row
-        if np.unique(documents).size >= MIN_DOCUMENTS_TO_RESAMPLE:
+        n_documents = np.unique(documents).size
+        if n_documents >= MIN_DOCUMENTS_TO_RESAMPLE:
             return "document", documents
-        warnings.warn(f"run {self.key} draws on {np.unique(documents).size} document(s): the bootstrap resamples "
-                      "windows instead of documents, and overlapping windows make its intervals too narrow",
-                      stacklevel=3)
+        if unit == "document":
+            raise ValueError(f"run {self.key} draws on {n_documents} document(s): too few to resample")
+        warnings.warn(f"run {self.key} draws on {n_documents} document(s): the bootstrap resamples windows "
+                      "instead of documents, and overlapping windows make its intervals too narrow", stacklevel=3)
         return "window", self.window_of_row
 
     def bootstrap(self, selection: Selection = "pred", n_boot: int = 200, seed: int = 0,
-                  statistic: Literal["median", "mean"] = "median") -> Any:
+                  statistic: Literal["median", "mean"] = "median",
+                  unit: Literal["document", "window"] | None = None) -> Any:
         """Bootstrap of the fits over whole documents (a BootstrapResult; see :meth:`resampling_unit`)."""
         from green_profiles.fits import bootstrap_fits
 
-        unit, labels = self.resampling_unit()
+        unit_name, labels = self.resampling_unit(unit)
         return bootstrap_fits(self.distances, self.normalized(selection), n_boot=n_boot, seed=seed,
-                              group=labels, group_name=unit, statistic=statistic)
+                              group=labels, group_name=unit_name, statistic=statistic)
 
     def summary(self, selection: Selection = "pred", n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
         """One flat record of the run's headline numbers, for tables and forest plots.
