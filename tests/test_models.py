@@ -159,3 +159,23 @@ def test_trained_model_predicts_real_text_and_its_random_twin_does_not(smollm2):
     print(f"\nperplexity on {chapter.title} ({len(ids)} tokens): trained {trained:.1f}, random {random:.0f}")
     assert trained < 60
     assert random > 100 * trained
+
+
+def test_a_smollm2_copy_from_another_wheel_or_conversion_is_converted_again(tmp_path: Path):
+    import importlib.metadata
+    import json
+
+    from green_profiles import models
+
+    copy = tmp_path / "smollm2-135m"
+    copy.mkdir()
+    (copy / "model.safetensors").write_bytes(b"weights")
+    record = {"version": importlib.metadata.version(models.SMOLLM2_DISTRIBUTION),
+              "conversion_version": models.SMOLLM2_CONVERSION_VERSION}
+    (copy / models.SMOLLM2_RECORD).write_text(json.dumps(record))
+    assert models._smollm2_is_current(copy)
+    for stale in ({"version": "0.0.1"}, {"conversion_version": models.SMOLLM2_CONVERSION_VERSION + 1}):
+        (copy / models.SMOLLM2_RECORD).write_text(json.dumps(record | stale))
+        assert not models._smollm2_is_current(copy)
+    (copy / models.SMOLLM2_RECORD).unlink()  # converted by a version that kept no record
+    assert not models._smollm2_is_current(copy)

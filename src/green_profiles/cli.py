@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
 
     notebook = commands.add_parser("notebook", help="execute one experiment notebook into the book (papermill)")
     notebook.add_argument("name", help="notebook name, e.g. coherent_text")
-    notebook.add_argument("--settings", default="default", help="named settings in notebooks/settings.yml")
+    notebook.add_argument("--settings", "--profile", dest="settings", default="default",
+                          help="named settings in notebooks/settings.yml (--profile: the name they had before)")
     notebook.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                           help="override a parameter (VALUE is read as YAML: 1024, [gutenberg], null)")
     notebook.add_argument("--quiet", action="store_true", help="do not relay the notebook's output")
