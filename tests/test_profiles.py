@@ -44,13 +44,17 @@ def assert_same_arrays(a, b) -> None:
 
 
 def test_defaults_at_2048_are_the_papers_pythia_settings():
-    scaled = RunConfig(model="pythia-14m", corpus="pg19", seq_len=2048, n_windows=1024).resolved()
+    scaled = RunConfig(model="pythia-14m", corpus="paper-gutenberg", seq_len=2048, n_windows=1024, seed=1234,
+                       sampler="authors").resolved()
     assert scaled == PRESETS["pythia"].resolved()
     assert (scaled.target_min, scaled.target_max, scaled.target_stride, scaled.source_min_index) == (1920, 2040, 8, 384)
     assert len(scaled.targets) == 16
     assert scaled.distances == PAPER_DISTANCES[:-1]  # 2048 would put a source left of 384
     qwen = PRESETS["qwen"].resolved()
     assert qwen.distances == PAPER_DISTANCES and len(qwen.targets) == 16
+    assert (qwen.seq_len, qwen.target_min, qwen.target_max, qwen.target_stride, qwen.source_min_index) == (
+        4096, 3584, 4064, 32, 1536)
+    assert all(p.corpus == "paper-gutenberg" and p.sampler == "authors" and p.seed == 1234 for p in PRESETS.values())
 
 
 def test_equivalent_target_ranges_share_a_key():
@@ -72,6 +76,7 @@ def test_distances_violating_the_buffer_are_dropped_and_zero_kept():
         ({"seq_len": 1}, "seq_len"),
         ({"n_windows": 0}, "n_windows"),
         ({"shuffle": "words"}, "shuffle"),
+        ({"sampler": "random"}, "sampler"),
         ({"target_max": 512}, "targets"),
         ({"target_min": 500, "target_max": 400}, "targets"),
         ({"source_min_index": 500, "target_min": 480}, "source_min_index"),

@@ -120,12 +120,12 @@ def verdict_list(records: list[Mapping[str, Any]]) -> str:
 
 # The summary page names its rows by kind of text, so that the offline corpora and the paper's
 # hub corpora fill the same rows.
-_CORPUS_FAMILIES = {"gutenberg": "gutenberg", "pg19": "gutenberg", "botchan": "gutenberg",
-                    "wikipedia": "wikipedia", "wikitext-103": "wikipedia"}
+_CORPUS_FAMILIES = {"gutenberg": "gutenberg", "paper-gutenberg": "gutenberg", "pg19": "gutenberg",
+                    "botchan": "gutenberg", "wikipedia": "wikipedia", "wikitext-103": "wikipedia"}
 
 
 def corpus_family(corpus: str) -> str:
-    """``"gutenberg"`` for books (our Gutenberg novels, PG-19), ``"wikipedia"`` for encyclopedia text
+    """``"gutenberg"`` for books (our Gutenberg novels, the paper's Gutenberg file, PG-19), ``"wikipedia"`` for encyclopedia text
     (our Wikipedia sample, WikiText-103), the corpus' own name otherwise: the key of its summary rows."""
     return _CORPUS_FAMILIES.get(corpus, corpus)
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from green_profiles.configuration import PRESETS, SELECTIONS, RunConfig
+from green_profiles.configuration import PRESETS, SAMPLERS, SELECTIONS, RunConfig
 
 if TYPE_CHECKING:
     from green_profiles.profiles import ProfileRun
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", choices=sorted(PRESETS), help="start from one of the paper's runs")
     defaults = RunConfig()
     run.add_argument("--model", help=f"model name, hub id or directory (default {defaults.model})")
-    run.add_argument("--corpus", help=f"gutenberg, wikipedia, wikitext-103, pg19 or a .txt/.jsonl file "
+    run.add_argument("--corpus", help=f"gutenberg, wikipedia, paper-gutenberg, wikitext-103, pg19 or a .txt/.jsonl file "
                                       f"(default {defaults.corpus})")
     run.add_argument("--seq-len", type=int, help=f"window length L (default {defaults.seq_len})")
     run.add_argument("--n-windows", type=int, help=f"number of windows (default {defaults.n_windows})")
@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--source-min-index", type=int, help="left buffer: sources j - r >= this (default 3L/16)")
     run.add_argument("--distances", type=_int_list, help="comma-separated distance grid (default: the paper's)")
     run.add_argument("--shuffle", choices=("none", "window", "corpus"), help="shuffled control (default none)")
+    run.add_argument("--sampler", choices=SAMPLERS,
+                     help="uniform (ours, the default) or authors (the paper scripts' window rule)")
     run.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default auto)")
     run.add_argument("--seed", type=int, help="seed of sampling, shuffling and random init (default 0)")
     run.add_argument("--revision", help="hub revision, e.g. a Pythia step3000")

@@ -20,6 +20,7 @@ import numpy as np
 PAPER_DISTANCES = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
                    1024, 1280, 1536, 2048)
 SELECTIONS = ("pred", "true")
+SAMPLERS = ("uniform", "authors")
 Selection = Literal["pred", "true"]
 
 
@@ -44,6 +45,10 @@ class RunConfig:
         distances: the grid of ``r`` (tokens); ``0`` is always included, and
             distances that would put a source inside the buffer for any target are dropped.
         shuffle: ``"none"``, ``"window"`` or ``"corpus"`` (see :mod:`green_profiles.windows`).
+        sampler: how windows are drawn: ``"uniform"`` (ours: uniform over all valid
+            starts, no position twice) or ``"authors"`` (the rule of the paper's scripts,
+            :func:`~green_profiles.windows.sample_windows_as_authors`: documents of at
+            least 2,000 characters, with repeats and overlaps).
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
         seed: seeds window sampling, shuffling and ``@random`` initialization.
         revision: hub revision of the model (e.g. a Pythia ``"step3000"``).
@@ -60,6 +65,7 @@ class RunConfig:
     source_min_index: int | None = None
     distances: tuple[int, ...] | None = None
     shuffle: str = "none"
+    sampler: str = "uniform"
     dtype: str = "auto"
     seed: int = 0
     revision: str | None = None
@@ -81,6 +87,8 @@ class RunConfig:
             raise ValueError(f"n_windows must be positive, got {self.n_windows}")
         if self.shuffle not in SHUFFLE_MODES:
             raise ValueError(f"unknown shuffle {self.shuffle!r}: use one of {', '.join(SHUFFLE_MODES)}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}: use one of {', '.join(SAMPLERS)}")
         target_min = length - max(1, length // 16) if self.target_min is None else int(self.target_min)
         target_max = length - 1 if self.target_max is None else int(self.target_max)
         stride = max(1, (target_max - target_min + 1) // 16) if self.target_stride is None else int(self.target_stride)
@@ -130,9 +138,12 @@ class RunConfig:
 
 
 PRESETS: dict[str, RunConfig] = {
-    # The paper's two published runs (PROTOCOL.md): 1024 windows x 16 targets = 16,384 rows each.
-    "pythia": RunConfig(model="pythia-14m", corpus="pg19", seq_len=2048, n_windows=1024, target_min=1920,
-                        target_max=2047, target_stride=8, source_min_index=384),
-    "qwen": RunConfig(model="qwen2.5-0.5b", corpus="pg19", seq_len=4096, n_windows=1024, target_min=3584,
-                      target_max=4095, target_stride=32, source_min_index=1536),
+    # The paper's two published runs (PROTOCOL.md): 1024 windows x 16 targets = 16,384 rows each, on the
+    # authors' Gutenberg document file with their window rule and seed.
+    "pythia": RunConfig(model="pythia-14m", corpus="paper-gutenberg", seq_len=2048, n_windows=1024,
+                        target_min=1920, target_max=2047, target_stride=8, source_min_index=384, seed=1234,
+                        sampler="authors"),
+    "qwen": RunConfig(model="qwen2.5-0.5b", corpus="paper-gutenberg", seq_len=4096, n_windows=1024,
+                      target_min=3584, target_max=4095, target_stride=32, source_min_index=1536, seed=1234,
+                      sampler="authors"),
 }

@@ -117,7 +117,7 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
 
     from green_profiles import jacobian
     from green_profiles.models import load_model
-    from green_profiles.windows import sample_windows, shuffle_windows, tokenize_documents
+    from green_profiles.windows import sample_windows, sample_windows_as_authors, shuffle_windows, tokenize_documents
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -129,8 +129,15 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
         raise ValueError(f"seq_len = {config.seq_len} is longer than {config.model}'s context of {context} tokens")
 
     clock = time.perf_counter()
-    token_docs = tokenize_documents(documents, tokenizer)
-    windows = sample_windows(token_docs, config.seq_len + 1, config.n_windows, config.seed)
+    # The authors' rule tokenizes only the documents it needs (a few of 1,500 books); a corpus-wide
+    # shuffle needs them all.
+    token_docs = (tokenize_documents(documents, tokenizer)
+                  if config.sampler == "uniform" or config.shuffle == "corpus" else None)
+    if config.sampler == "authors":
+        windows = sample_windows_as_authors([doc.text for doc in documents], tokenizer, config.seq_len + 1,
+                                            config.n_windows, config.seed)
+    else:
+        windows = sample_windows(token_docs, config.seq_len + 1, config.n_windows, config.seed)
     windows = shuffle_windows(windows, config.shuffle, config.seed, token_docs)
     timings["windows_s"] = time.perf_counter() - clock
     n_embeddings = model.get_input_embeddings().num_embeddings

@@ -140,6 +140,69 @@ def sample_windows(token_docs: Sequence[np.ndarray], length_plus_one: int, n_win
     return Windows(ids=ids, document=document, start=start)
 
 
+def sample_windows_as_authors(
+    texts: Sequence[str],
+    tokenizer: object,
+    length_plus_one: int,
+    n_windows: int,
+    seed: int,
+    *,
+    min_characters: int = 2_000,
+    max_documents: int = 1_500,
+) -> Windows:
+    """The windows the paper's published scripts draw (PROTOCOL.md), for the same file and seed.
+
+    The rule, step by step: keep the documents of at least ``min_characters``
+    characters, at most ``max_documents`` of them, in file order; shuffle that list
+    with ``numpy.random.default_rng(seed).shuffle`` (the paper: seed 1234);
+    tokenize in the shuffled order without special tokens, keeping documents of at
+    least ``L + 1`` tokens, until ``max(8, min(n_windows, n_documents))`` are kept;
+    then, for each window, draw a kept document ``k = rng.integers(0, n_kept)`` and
+    a start ``rng.integers(0, len(doc_k) - (L + 1) + 1)`` from the same generator.
+    Documents repeat and windows may overlap, unlike :func:`sample_windows`.
+
+    Args:
+        texts: the documents' texts, in file order.
+        tokenizer: a Hugging Face tokenizer (called on one text at a time, as the authors do).
+        length_plus_one: ``L + 1``, tokens per window.
+        n_windows: number of windows ``n``.
+        seed: the generator's seed.
+
+    Returns:
+        :class:`Windows` with ``ids [n, L + 1]`` in drawing order and ``document``
+        the index of each window's text in ``texts``.
+
+    Raises:
+        ValueError: no document has ``L + 1`` tokens.
+    """
+    eligible = np.array([i for i, text in enumerate(texts) if len(text) >= min_characters][:max_documents],
+                        dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(eligible)  # the same permutation as shuffling the list of records itself
+    wanted = max(8, min(n_windows, len(eligible)))
+    kept_index, kept_ids = [], []
+    for index in eligible.tolist():
+        ids = np.asarray(tokenizer(texts[index], add_special_tokens=False, verbose=False)["input_ids"],  # type: ignore[operator]
+                         dtype=np.int64)
+        if len(ids) >= length_plus_one:
+            kept_index.append(index)
+            kept_ids.append(ids)
+            if len(kept_ids) >= wanted:
+                break
+    if not kept_ids:
+        raise ValueError(f"no document of at least {min_characters} characters is long enough for a window of "
+                         f"L+1 = {length_plus_one} tokens ({len(eligible)} documents tried)")
+    document = np.empty(n_windows, dtype=np.int64)
+    start = np.empty(n_windows, dtype=np.int64)
+    ids = np.empty((n_windows, length_plus_one), dtype=np.int64)
+    for window in range(n_windows):
+        k = int(rng.integers(0, len(kept_ids)))
+        offset = int(rng.integers(0, len(kept_ids[k]) - length_plus_one + 1))
+        document[window], start[window] = kept_index[k], offset
+        ids[window] = kept_ids[k][offset : offset + length_plus_one]
+    return Windows(ids=ids, document=document, start=start)
+
+
 def shuffle_windows(
     windows: Windows, mode: str, seed: int, token_docs: Sequence[np.ndarray] | None = None
 ) -> Windows:

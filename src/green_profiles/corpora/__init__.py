@@ -21,6 +21,11 @@ Names understood by :func:`load_corpus`:
     WikiText-103 (``Salesforce/wikitext``, ``wikitext-103-raw-v1``) from the
     Hugging Face hub, split into articles at the top-level ``= Title =`` lines,
     with WikiText's ``@-@``, ``@,@`` and ``@.@`` number/hyphen splitting undone.
+``paper-gutenberg``
+    the paper's own Gutenberg corpus: the authors' document file of 1,500 long
+    English books (at least 2,000 characters each), read from
+    ``<data>/corpora/paper-gutenberg.jsonl``, or built there from the hub the first
+    time (:mod:`.paper`). Put the authors' file there to measure on it offline.
 ``pg19``
     PG-19 from the hub (the parquet copy ``emozilla/pg19`` of ``deepmind/pg19``,
     a loading-script dataset that ``datasets`` >= 4 refuses), one
@@ -38,7 +43,7 @@ the downloaded file and counts. :func:`corpus_checksum` is a corpus' identity
 One module per source or idea: :mod:`.documents` (the document, the checksum),
 :mod:`.debian` (Debian R packages), :mod:`.gutenberg` (Gutenberg cleaning and
 chapters; Botchan), :mod:`.wikipedia` (the gensim dump), :mod:`.hub` (WikiText-103,
-PG-19), :mod:`.local` (.txt / .jsonl files), :mod:`.preparation` (preparing,
+PG-19), :mod:`.local` (.txt / .jsonl files), :mod:`.paper` (the paper's Gutenberg document file), :mod:`.preparation` (preparing,
 the manifest, loading the prepared files).
 """
 
@@ -60,6 +65,7 @@ from green_profiles.corpora.gutenberg import (
 )
 from green_profiles.corpora.hub import load_pg19, load_wikitext_103, split_wikitext_articles
 from green_profiles.corpora.local import LOCAL_SUFFIXES, load_local_file, read_jsonl
+from green_profiles.corpora.paper import PAPER_GUTENBERG, load_paper_gutenberg
 from green_profiles.corpora.preparation import PREPARATION_VERSION, load_offline, prepare_offline_data
 from green_profiles.corpora.wikipedia import GENSIM_DUMP, WIKIPEDIA_SOURCE, wikipedia_documents
 from green_profiles.locations import default_data_dir
@@ -73,7 +79,7 @@ __all__ = [
 ]  # fmt: skip
 
 OFFLINE_CORPORA = ("gutenberg", "wikipedia")
-HUB_CORPORA = ("wikitext-103", "pg19")
+HUB_CORPORA = ("paper-gutenberg", "wikitext-103", "pg19")
 CORPORA = OFFLINE_CORPORA + HUB_CORPORA
 
 
@@ -83,7 +89,7 @@ def load_corpus(
     """Load a corpus as a list of documents (see the module docstring for the names).
 
     Args:
-        name: ``"gutenberg"``, ``"wikipedia"``, ``"wikitext-103"``, ``"pg19"``, or the
+        name: ``"gutenberg"``, ``"wikipedia"``, ``"paper-gutenberg"``, ``"wikitext-103"``, ``"pg19"``, or the
             path of a ``.txt`` / ``.jsonl`` file.
         data_dir: where offline corpora are prepared (default
             :func:`green_profiles.locations.default_data_dir`); prepared on first use.
@@ -98,6 +104,8 @@ def load_corpus(
     key = os.fspath(name)
     if key in OFFLINE_CORPORA:
         return load_offline(key, Path(data_dir) if data_dir is not None else default_data_dir())
+    if key == PAPER_GUTENBERG:
+        return load_paper_gutenberg(Path(data_dir) if data_dir is not None else default_data_dir())
     if key == "wikitext-103":
         return load_wikitext_103(split)
     if key == "pg19":

@@ -1,0 +1,173 @@
+"""The paper's own Gutenberg corpus: the authors' document file of long English books.
+
+The paper did not measure on PG-19. Its published scripts first stream a hub
+dataset of Project Gutenberg books and keep, in stream order, the first 1,500
+examples of at least 2,000 characters, one JSON line per book (PROTOCOL.md, "The
+paper's corpus and windows"); windows are then drawn from that file by
+:func:`green_profiles.windows.sample_windows_as_authors`.
+
+:func:`build_paper_gutenberg` rebuilds that file where the hub is reachable, with
+the authors' choice of source, split and text column and their fallbacks, into
+``<data>/corpora/paper-gutenberg.jsonl`` plus a manifest beside it. A user who has
+the authors' own file puts it at that path (or passes its path as the corpus):
+it is read as it is, offline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from green_profiles import hub
+from green_profiles.corpora.documents import CorpusUnavailableError, Document
+from green_profiles.storage import atomic_write, exclusive_lock
+
+PAPER_GUTENBERG = "paper-gutenberg"
+# The authors' sources, in the order they try them, and the splits they try for each.
+PAPER_SOURCES = (
+    "sedthh/gutenberg_english",
+    "adhyanshaa/project-gutenberg-en",
+    "incredible45/Gutenberg-BookCorpus-Cleaned-Data-English",
+    "manu/project_gutenberg",
+    "deepmind/pg19",
+    "emozilla/pg19",
+    "Tanushreeeeee/pg19",
+)
+PAPER_SPLIT = "train"
+TEXT_COLUMNS = ("text", "TEXT", "book_text", "content", "cleaned_text", "body", "book", "full_text", "Text")
+MIN_CHARACTERS = 2_000
+MAX_DOCUMENTS = 1_500
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    """What :func:`select_long_documents` kept: JSON-ready records and how many examples it read."""
+
+    records: list[dict[str, Any]]
+    scanned: int
+    text_column: str | None
+
+
+def text_column(columns: Sequence[str]) -> str | None:
+    """The authors' choice of text column: the first of :data:`TEXT_COLUMNS` present, else the
+    first column whose name contains "text", else ``None``."""
+    for name in TEXT_COLUMNS:
+        if name in columns:
+            return name
+    return next((name for name in columns if "text" in name.lower()), None)
+
+
+def select_long_documents(rows: Iterable[Mapping[str, Any]], *, source: str, split: str,
+                          min_characters: int = MIN_CHARACTERS, max_documents: int = MAX_DOCUMENTS) -> SelectionResult:
+    """Keep, in stream order, every row whose text has at least ``min_characters`` characters,
+    until ``max_documents`` are kept; read at most ``max(max_documents * 20, 2000)`` rows.
+
+    Each kept record has the authors' fields: ``text``, ``source_dataset``, ``split``,
+    ``source_index`` (the row's position in the stream) and ``n_chars``.
+    """
+    limit = max(max_documents * 20, 2000)
+    records: list[dict[str, Any]] = []
+    column: str | None = None
+    scanned = 0
+    for index, row in enumerate(rows):
+        if scanned >= limit or len(records) >= max_documents:
+            break
+        scanned += 1
+        if column is None:
+            column = text_column(list(row))
+            if column is None:
+                raise ValueError(f"{source} has no text column (columns: {', '.join(row)})")
+        text = row.get(column)
+        if isinstance(text, str) and len(text) >= min_characters:
+            records.append({"text": text, "source_dataset": source, "split": split, "source_index": index,
+                            "n_chars": len(text)})
+    return SelectionResult(records=records, scanned=scanned, text_column=column)
+
+
+def paper_gutenberg_path(data_dir: Path) -> Path:
+    """Where the paper's document file lives: ``<data>/corpora/paper-gutenberg.jsonl``."""
+    return Path(data_dir) / "corpora" / f"{PAPER_GUTENBERG}.jsonl"
+
+
+def load_paper_gutenberg(data_dir: Path) -> list[Document]:
+    """The paper's Gutenberg documents: the file if it is there, else built from the hub first.
+
+    Raises:
+        CorpusUnavailableError: no file and no hub (the message says where to put the authors' file).
+    """
+    path = paper_gutenberg_path(data_dir)
+    if not path.is_file():
+        build_paper_gutenberg(data_dir)
+    return read_paper_jsonl(path)
+
+
+def read_paper_jsonl(path: Path) -> list[Document]:
+    """Documents of a file in the authors' format (``text``, ``source_dataset``, ``source_index``, ...);
+    a title is made of the source and index, e.g. ``"sedthh/gutenberg_english#17"``."""
+    documents = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise ValueError(f"{path}, line {number}: expected a JSON object with a string 'text' field")
+            source = str(record.get("source_dataset") or path.name)
+            title = record.get("title") or f"{source}#{record.get('source_index', number - 1)}"
+            documents.append(Document(record["text"], str(title), source))
+    return documents
+
+
+def build_paper_gutenberg(data_dir: Path, *, stream: Any = None) -> Path:
+    """Stream the authors' sources in their order and write the first one that yields documents.
+
+    Args:
+        data_dir: the data directory; the file goes to :func:`paper_gutenberg_path`.
+        stream: ``stream(repo, split)`` returning an iterable of row dicts; by default
+            ``datasets.load_dataset(repo, split=split, streaming=True)`` (tests pass their own).
+
+    Returns:
+        the path of the written file (with ``paper-gutenberg.manifest.json`` beside it).
+
+    Raises:
+        CorpusUnavailableError: the hub is unavailable, or no source gave a document.
+    """
+    path = paper_gutenberg_path(data_dir)
+    if stream is None:
+        reason = hub.offline_reason()
+        if reason is not None:
+            raise CorpusUnavailableError(
+                f"the paper's Gutenberg document file is not at {path} and it cannot be built here: {reason}. "
+                f"Put the authors' JSONL (one book a line with a 'text' field) at {path}, or pass any such "
+                "file's path as the corpus, or use the offline corpus 'gutenberg'."
+            )
+        stream = _stream_from_hub
+    errors = []
+    with exclusive_lock(path.parent / f".{PAPER_GUTENBERG}.lock"):
+        if path.is_file():
+            return path
+        for repo in PAPER_SOURCES:
+            for split in dict.fromkeys((PAPER_SPLIT, "train", "en")):
+                try:
+                    result = select_long_documents(stream(repo, split), source=repo, split=split)
+                except (OSError, ValueError, RuntimeError, ConnectionError) as error:
+                    errors.append(f"{repo} ({split}): {type(error).__name__}: {error}")
+                    continue
+                if result.records:
+                    manifest = {"source_dataset": repo, "split": split, "text_column": result.text_column,
+                                "documents": len(result.records), "examples_scanned": result.scanned,
+                                "min_characters": MIN_CHARACTERS, "max_documents": MAX_DOCUMENTS}
+                    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records))
+                    atomic_write(path.with_suffix(".manifest.json"), json.dumps(manifest, indent=2) + "\n")
+                    return path
+                errors.append(f"{repo} ({split}): no example of {MIN_CHARACTERS} characters or more")
+    raise CorpusUnavailableError("no source of the paper's Gutenberg corpus gave a document: " + "; ".join(errors))
+
+
+def _stream_from_hub(repo: str, split: str) -> Iterator[Mapping[str, Any]]:
+    import datasets
+
+    return iter(datasets.load_dataset(repo, split=split, streaming=True))
