@@ -343,7 +343,7 @@ def test_local_files_load(tmp_path: Path) -> None:
 
 
 def test_unknown_corpus_names_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="'gutenberg', 'wikipedia', 'wikitext-103', 'pg19'"):
+    with pytest.raises(ValueError, match="'gutenberg', 'wikipedia', 'paper-gutenberg', 'wikitext-103', 'pg19'"):
         load_corpus("wikitext")
 
 
