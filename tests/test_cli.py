@@ -66,7 +66,8 @@ def test_damaged_run_is_one_line_and_exit_2(tiny_setup, tmp_path, capsys):
 def test_show_prints_a_stored_run_without_measuring(tiny_setup, tmp_path, capsys, monkeypatch):
     run = run_profile(tiny_config(tiny_setup), data_dir=tmp_path, progress=False)
     monkeypatch.setattr(measurement, "_measure", None)  # anything measuring would fail
-    assert main(["--data-dir", str(tmp_path), "show", run.key, "--bootstrap", "20"]) == 0
+    with pytest.warns(UserWarning, match="resamples windows instead of documents"):  # 2 documents only
+        assert main(["--data-dir", str(tmp_path), "show", run.key, "--bootstrap", "20"]) == 0
     out = capsys.readouterr().out
     assert run.key in out and "[pred] fits over r >= 1" in out and "bootstrap" in out
 
