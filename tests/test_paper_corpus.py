@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from green_profiles import hub
-from green_profiles.corpora import CorpusUnavailableError
+from green_profiles.corpora import CorpusUnavailableError, read_jsonl
 from green_profiles.corpora.paper import (
     PAPER_SOURCES,
     build_paper_gutenberg,
     paper_gutenberg_path,
-    read_paper_jsonl,
     select_long_documents,
     text_column,
 )
@@ -122,9 +121,9 @@ def test_builder_falls_back_in_the_authors_order_and_writes_a_manifest(tmp_path)
     assert path == paper_gutenberg_path(tmp_path)
     assert asked == [(PAPER_SOURCES[0], "train"), (PAPER_SOURCES[0], "en"), (PAPER_SOURCES[1], "train"),
                      (PAPER_SOURCES[1], "en"), (PAPER_SOURCES[2], "train")]
-    documents = read_paper_jsonl(path)
+    documents = read_jsonl(path)
     assert [len(d.text) for d in documents] == [2500, 3000]
-    assert documents[1].title == f"{PAPER_SOURCES[2]}#2"
+    assert documents[1].title == f"{PAPER_SOURCES[2]}#2" and documents[1].source == PAPER_SOURCES[2]
     manifest = json.loads(path.with_suffix(".manifest.json").read_text())
     assert manifest["source_dataset"] == PAPER_SOURCES[2] and manifest["documents"] == 2
 

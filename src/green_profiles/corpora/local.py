@@ -29,7 +29,9 @@ def load_local_file(path: Path) -> list[Document]:
 def read_jsonl(path: Path) -> list[Document]:
     """Documents from a JSON-lines file: ``text`` required, ``title`` and ``source`` optional.
 
-    A missing title becomes ``<file stem>:<line number>``, a missing source the file name.
+    A missing title becomes ``<source_dataset>#<source_index>`` where a line has those
+    (the paper's document file does), else ``<file stem>:<line number>``; a missing
+    source becomes ``source_dataset``, else the file name.
     """
     path = Path(path)
     documents = []
@@ -40,8 +42,14 @@ def read_jsonl(path: Path) -> list[Document]:
             record = json.loads(line)
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                 raise ValueError(f"{path}, line {number}: expected a JSON object with a string 'text' field")
-            title = record.get("title") or f"{path.stem}:{number}"
-            documents.append(Document(record["text"], str(title), str(record.get("source") or path.name)))
+            source = record.get("source") or record.get("source_dataset") or path.name
+            if record.get("title"):
+                title = record["title"]
+            elif record.get("source_dataset") and "source_index" in record:
+                title = f"{record['source_dataset']}#{record['source_index']}"
+            else:
+                title = f"{path.stem}:{number}"
+            documents.append(Document(record["text"], str(title), str(source)))
     return documents
 
 

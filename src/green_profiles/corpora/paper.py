@@ -23,6 +23,7 @@ from typing import Any
 
 from green_profiles import hub
 from green_profiles.corpora.documents import CorpusUnavailableError, Document
+from green_profiles.corpora.local import read_jsonl
 from green_profiles.storage import atomic_write, exclusive_lock
 
 PAPER_GUTENBERG = "paper-gutenberg"
@@ -101,24 +102,7 @@ def load_paper_gutenberg(data_dir: Path) -> list[Document]:
     path = paper_gutenberg_path(data_dir)
     if not path.is_file():
         build_paper_gutenberg(data_dir)
-    return read_paper_jsonl(path)
-
-
-def read_paper_jsonl(path: Path) -> list[Document]:
-    """Documents of a file in the authors' format (``text``, ``source_dataset``, ``source_index``, ...);
-    a title is made of the source and index, e.g. ``"sedthh/gutenberg_english#17"``."""
-    documents = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise ValueError(f"{path}, line {number}: expected a JSON object with a string 'text' field")
-            source = str(record.get("source_dataset") or path.name)
-            title = record.get("title") or f"{source}#{record.get('source_index', number - 1)}"
-            documents.append(Document(record["text"], str(title), source))
-    return documents
+    return read_jsonl(path)
 
 
 def build_paper_gutenberg(data_dir: Path, *, stream: Any = None) -> Path:
