@@ -102,7 +102,7 @@ def load_model(
         location, options = str(where.directory), {}
     else:
         location, options = str(where.repo_id), {"revision": where.commit}
-        if _hub_cached(where.repo_id, where.commit):
+        if where.cached:
             options["local_files_only"] = True
 
     tokenizer = AutoTokenizer.from_pretrained(location, **options)
@@ -180,6 +180,7 @@ class ModelLocation:
     repo_id: str | None = None
     commit: str | None = None
     weights_sha256: str | None = None  # recorded at conversion, for directories this package wrote
+    cached: bool = False  # a hub commit already in the local cache
 
 
 def model_location(name: str, *, revision: str | None = None, data_dir: Path | None = None) -> ModelLocation:
@@ -204,12 +205,9 @@ def model_location(name: str, *, revision: str | None = None, data_dir: Path | N
                                               {"revision": revision} if revision else {})
     if Path(location).is_dir():
         return ModelLocation(directory=Path(location).resolve(), label="dir")
-    return ModelLocation(directory=None, label="hub", repo_id=location,
-                         commit=_hub_commit(location, revision, local_only=bool(options.get("local_files_only"))))
-
-
-def _hub_cached(repo_id: str, commit: str | None) -> bool:
-    return hub.cached_file(repo_id, "config.json", revision=commit) is not None
+    cached = bool(options.get("local_files_only"))
+    return ModelLocation(directory=None, label="hub", repo_id=location, commit=_hub_commit(location, revision, cached),
+                         cached=cached)
 
 
 def checkpoint_dtype(name: str) -> torch.dtype | None:
@@ -218,13 +216,13 @@ def checkpoint_dtype(name: str) -> torch.dtype | None:
     return spec.checkpoint_dtype if spec is not None else None
 
 
-def _hub_commit(repo_id: str, revision: str | None, *, local_only: bool) -> str:
+def _hub_commit(repo_id: str, revision: str | None, cached: bool) -> str:
     """The commit a revision of a hub model resolves to: from the cache's snapshot path, else from the hub."""
-    cached = hub.cached_file(repo_id, "config.json", revision=revision)
-    if cached is not None:
-        return Path(cached).parent.name  # .../snapshots/<commit>/config.json
-    if local_only:
-        raise ModelUnavailableError(f"{repo_id} ({revision or 'main'}) has no config.json in the local cache")
+    if cached:
+        path = hub.cached_file(repo_id, "config.json", revision=revision)
+        if path is None:  # removed from the cache since it was found there
+            raise ModelUnavailableError(f"{repo_id} ({revision or 'main'}) has no config.json in the local cache")
+        return Path(path).parent.name  # .../snapshots/<commit>/config.json
     from huggingface_hub import HfApi
 
     return str(HfApi().model_info(repo_id, revision=revision).sha)

@@ -8,10 +8,9 @@ executed notebooks) goes through these helpers:
   nothing, never a truncated one.
 - :func:`atomic_directory` does the same for a directory that is filled file by
   file and then appears in one rename.
-- :func:`exclusive_lock` / :func:`shared_lock` are advisory ``flock`` locks on a
-  lock file: writers of one thing (a run key, the corpus preparation, the model
-  conversion) take the exclusive lock, readers the shared one, so two processes
-  asking for the same result do the work once.
+- :func:`exclusive_lock` is an advisory ``flock`` lock on a lock file: writers of
+  one thing (a run key, the corpus preparation, the model conversion) take it, so
+  two processes asking for the same result do the work once.
 """
 
 from __future__ import annotations
@@ -21,10 +20,10 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_file", "atomic_write", "exclusive_lock", "remove_staging", "shared_lock"]
+__all__ = ["atomic_directory", "atomic_file", "atomic_write", "exclusive_lock", "remove_staging"]
 
 # Hidden names of staging files and directories: `remove_staging` knows them by this prefix.
 STAGING_PREFIX = ".staging-"
@@ -98,17 +97,20 @@ def atomic_directory(final: Path, *, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def remove_staging(directory: Path) -> None:
-    """Remove what interrupted writers left in ``directory`` (only ever hidden staging or trash names).
+def remove_staging(directory: Path, name: str | None = None) -> None:
+    """Remove what interrupted writers left in ``directory`` (only ever hidden staging or trash names);
+    with ``name``, only the leftovers of writes to ``directory / name``.
 
-    Call it while holding the lock that guards the directory's writers: a staging
-    name of a writer still at work would otherwise be removed under it.
+    Call it while holding the lock that guards those writers: a staging name of a
+    writer still at work would otherwise be removed under it.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return
+    prefixes = (STAGING_PREFIX, _TRASH_PREFIX) if name is None else (f"{STAGING_PREFIX}{name}.",
+                                                                      f"{_TRASH_PREFIX}{name}.")
     for leftover in directory.iterdir():
-        if leftover.name.startswith((STAGING_PREFIX, _TRASH_PREFIX)):
+        if leftover.name.startswith(prefixes):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
@@ -116,25 +118,14 @@ def remove_staging(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold an exclusive advisory lock on the file ``path`` (created if missing) for the block.
 
-    Blocks until every other holder has let go. POSIX ``flock``; where it does not
-    exist (Windows) there is no lock, and the atomic renames still keep every file whole.
+    Blocks until every other holder has let go; ``on_wait`` is called once first when
+    another holder has it (to tell the user why nothing happens). POSIX ``flock``;
+    where it does not exist (Windows) there is no lock, and the atomic renames still
+    keep every file whole.
     """
-    with _flock(path, exclusive=True):
-        yield
-
-
-@contextlib.contextmanager
-def shared_lock(path: Path) -> Iterator[None]:
-    """Hold a shared advisory lock on ``path``: many readers at once, never beside an exclusive holder."""
-    with _flock(path, exclusive=False):
-        yield
-
-
-@contextlib.contextmanager
-def _flock(path: Path, *, exclusive: bool) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
@@ -143,7 +134,12 @@ def _flock(path: Path, *, exclusive: bool) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from green_profiles.locations import default_data_dir, file_sha256
-from green_profiles.storage import STAGING_PREFIX, atomic_directory, atomic_file, atomic_write
+from green_profiles.storage import atomic_directory, atomic_file, atomic_write, exclusive_lock, remove_staging
 
 DATA_FILES = ("profiles.npz", "rows.csv")
 _LOCKS = ".locks"
@@ -61,24 +61,12 @@ def key_lock(store: Path, key: str, *, announce: bool = True) -> Iterator[None]:
 
     When another process holds it, says so on stderr (with ``announce``) and waits.
     """
-    path = Path(store) / _LOCKS / f"{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock; renames still keep every file whole
+    def say_waiting() -> None:
+        if announce:
+            print(f"green-profiles: another process is measuring run {key}; waiting for it", file=sys.stderr)
+
+    with exclusive_lock(Path(store) / _LOCKS / f"{key}.lock", on_wait=say_waiting):
         yield
-        return
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if announce:
-                print(f"green-profiles: another process is measuring run {key}; waiting for it", file=sys.stderr)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_run(store: Path, key: str, arrays: Mapping[str, np.ndarray], table: Any,
@@ -88,7 +76,7 @@ def write_run(store: Path, key: str, arrays: Mapping[str, np.ndarray], table: An
     Call it while holding :func:`key_lock`. ``metadata`` gains the data files' checksums.
     """
     final = Path(store) / key
-    _remove_leftovers(Path(store), key)
+    remove_staging(Path(store), key)  # of a writer of this key that died
     with atomic_directory(final, replace=True) as staging:
         np.savez_compressed(staging / "profiles.npz", **arrays)
         table.to_csv(staging / "rows.csv", index=False)
@@ -107,10 +95,7 @@ def read_checked(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Any
 
     path = Path(path)
     metadata = read_metadata(path)
-    for name in DATA_FILES:
-        file = path / name
-        if not file.is_file() or file_sha256(file) != metadata.get("sha256", {}).get(name):
-            raise CorruptRunError(f"run {path}: {name} is missing or does not match its checksum")
+    _check_data_files(path, metadata)
     try:
         with np.load(path / "profiles.npz") as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -151,9 +136,7 @@ def stored_metadata(store: Path) -> Iterator[tuple[Path, dict[str, Any] | Corrup
             continue
         try:
             metadata = read_metadata(path)
-            for name in DATA_FILES:
-                if not (path / name).is_file() or file_sha256(path / name) != metadata["sha256"].get(name):
-                    raise CorruptRunError(f"run {path}: {name} is missing or does not match its checksum")
+            _check_data_files(path, metadata)
         except CorruptRunError as error:
             yield path, error
             continue
@@ -209,10 +192,9 @@ def read_partial(partial: Path, window_ids: np.ndarray) -> dict[int, dict[str, n
     return done
 
 
-def _remove_leftovers(store: Path, key: str) -> None:
-    """Staging and trash directories of this key left by a writer that died (the caller holds the key's lock)."""
-    import shutil
-
-    for leftover in store.glob(f".*{key}.*"):
-        if leftover.name.startswith((STAGING_PREFIX, ".trash-")) and leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+def _check_data_files(path: Path, metadata: Mapping[str, Any]) -> None:
+    """Raise :class:`CorruptRunError` when a data file is missing or differs from its recorded checksum."""
+    for name in DATA_FILES:
+        file = path / name
+        if not file.is_file() or file_sha256(file) != metadata["sha256"].get(name):
+            raise CorruptRunError(f"run {path}: {name} is missing or does not match its checksum")
