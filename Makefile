@@ -15,7 +15,7 @@ PACKAGE := $(shell find src/green_profiles -name '*.py')
 # Notebooks run with their own working directory; the data directory must not depend on it.
 export GREEN_PROFILES_DATA ?= $(CURDIR)/data
 
-.PHONY: setup data test browser bench book notebook screenshots clean-venv clean-book FORCE
+.PHONY: setup data test browser bench book plan notebook screenshots clean-venv clean-book FORCE
 
 setup: $(INSTALLED)
 
@@ -72,6 +72,11 @@ book/experiments/%.ipynb: notebooks/%.ipynb notebooks/settings.yml $(SETTINGS_ST
 $(SETTINGS_STAMP): FORCE
 	@mkdir -p $(@D)
 	@echo "$(SETTINGS)" | cmp -s - $@ || echo "$(SETTINGS)" > $@
+
+# Every run the settings' notebooks will measure, before measuring anything: stored or not, whether the
+# model and text are here, and an estimated kernel time on this machine (JSON lines: plan > plan.jsonl).
+plan: $(INSTALLED)
+	@$(PY) -m green_profiles plan --settings $(SETTINGS)
 
 # One experiment with changed parameters, then the HTML:
 #   make notebook NB=coherent_text PARAMS="-p seq_len 1024 -p n_windows 32"

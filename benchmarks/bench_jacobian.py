@@ -18,6 +18,7 @@ from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from green_profiles import logit_gradient_norms
+from green_profiles.costs import kernel_flops
 from green_profiles.models import ModelUnavailableError, load_model
 
 
@@ -52,24 +53,6 @@ def matmul_peak_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 3) ->
     for _ in range(repeats):
         a @ b
     return 2 * size**3 * repeats / (time.perf_counter() - start)
-
-
-def kernel_flops(model: nn.Module, n_windows: int, targets: torch.Tensor, min_source: int) -> float:
-    """Useful FLOPs: one forward over [min_source, last target] per window, one input-gradient pass per row.
-
-    Matmul weights count 2 FLOPs per weight and token forward, and again for the
-    input gradient (no weight gradients are formed); attention scores and mixing
-    count 4 d FLOPs per (query, key) pair forward and twice that backward.
-    """
-    config = model.config
-    n = int(targets.max()) + 1 - min_source
-    linear_weights = sum(p.numel() for name, p in model.base_model.named_parameters()
-                         if p.dim() == 2 and "embed" not in name)
-    pairs = n * min_source + n * (n + 1) / 2
-    attention = 4 * config.num_hidden_layers * config.hidden_size * pairs
-    forward = 2 * linear_weights * n + attention
-    input_gradient = 2 * linear_weights * n + 2 * attention
-    return n_windows * (forward + len(targets) * input_gradient)
 
 
 def timed(function: Callable[[], torch.Tensor], repeats: int) -> tuple[torch.Tensor, float]:

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from green_profiles.book import (
-    Experiment,
     compare_with_paper,
     corpus_family,
     resampling_comparison,
+    role_label,
     summary_table,
     verdict_list,
 )
@@ -25,8 +25,8 @@ SETTINGS = Path("notebooks/settings.yml")
 
 def test_settings_merge_shared_and_notebook_sections():
     paper = settings_parameters("model_sweep", "paper")
-    assert paper["seq_len"] == 2048 and paper["n_windows"] == 1024
-    assert paper["models"][0] == "pythia-14m" and "qwen2.5-0.5b" in paper["models"]
+    assert paper["published"] is True and paper["n_windows"] == 1024 and paper["dtype"] == "checkpoint"
+    assert paper["models"] == ["pythia-14m", "pythia-70m", "pythia-160m", "pythia-410m", "qwen2.5-0.5b"]
     assert settings_parameters("random_init", "smoke")["hook_windows"] == 2
     assert "hook_windows" not in settings_parameters("coherent_text", "smoke")
 
@@ -41,7 +41,8 @@ def test_every_setting_is_a_declared_notebook_parameter():
             known = anywhere if section == "all" else declared[section]
             assert set(settings) <= known, f"{name}/{section}: {set(settings) - known} are not parameters"
     assert set(declared["coherent_text"]) >= {"seq_len", "n_windows", "target_stride", "source_min_index",
-                                              "distances", "dtype", "device", "seed", "model", "corpora"}
+                                              "distances", "dtype", "device", "seed", "models", "corpora",
+                                              "published", "targets_per_window", "sampler", "split"}
 
 
 def test_unknown_settings_and_parameter_are_refused(tmp_path):
@@ -54,12 +55,9 @@ def test_unknown_settings_and_parameter_are_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_experiment_takes_run_settings_from_notebook_parameters():
-    parameters = {"seq_len": 256, "n_windows": 3, "distances": [0, 1, 4], "device": "cpu", "seed": 7,
-                  "corpora": ["gutenberg"], "n_boot": 10, "plt": object()}  # the last three are not run settings
-    experiment = Experiment.from_parameters(parameters)
-    assert experiment.device == "cpu"
-    assert experiment.base == RunConfig(seq_len=256, n_windows=3, distances=(0, 1, 4), seed=7)
+def test_role_labels_name_the_model_only_when_several_are_measured():
+    assert role_label(("smollm2-135m", "gutenberg"), ["smollm2-135m"]) == "gutenberg"
+    assert role_label(("pythia-14m", "wikitext-103"), ["pythia-14m", "qwen2.5-0.5b"]) == "pythia-14m · wikitext-103"
 
 
 @pytest.mark.parametrize(("p", "low", "high", "expected"), [

@@ -1,24 +1,24 @@
 """Helpers of the book's notebooks: how a notebook gets its runs, and how results read on a page.
 
-:class:`Experiment` turns a notebook's parameters into runs (measured once,
-then read from the store); :func:`summary_table`, :func:`verdict_list`,
+:func:`measure_runs` gets a notebook's planned runs (measured once, then read
+from the store); :func:`summary_table`, :func:`verdict_list`,
 :func:`compare_with_paper` and :func:`corpus_family` turn run summaries into
 tables, lists and the words the summary page pastes in.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from green_profiles.fits import PAPER_P_RANGE
 
 if TYPE_CHECKING:
     from green_profiles.configuration import RunConfig
     from green_profiles.profiles import ProfileRun
+
+K = TypeVar("K")
 
 
 class PlainText(str):
@@ -32,36 +32,20 @@ class PlainText(str):
         return str(self)
 
 
-@dataclass(frozen=True)
-class Experiment:
-    """The shared settings of one notebook's runs, and the one way a notebook gets a run.
+def measure_runs(plan: Mapping[K, RunConfig], device: str = "auto") -> dict[K, ProfileRun]:
+    """Every planned run (:func:`green_profiles.plans.notebook_runs`), by the same keys: read from the
+    store, or measured first where it is not stored (progress goes to the build log)."""
+    from green_profiles.measurement import run_profile
 
-    ``base`` holds the settings every run of the notebook shares; :meth:`measure`
-    varies some of them (a corpus, a shuffle, a model) and returns the run from the
-    store, measuring it first only if it is not there.
-    """
+    return {role: run_profile(config, device=device) for role, config in plan.items()}
 
-    base: RunConfig
-    device: str = "auto"
 
-    @classmethod
-    def from_parameters(cls, parameters: Mapping[str, Any]) -> Experiment:
-        """Build from a notebook's parameters (pass ``globals()``): names that are
-        :class:`~green_profiles.configuration.RunConfig` fields, plus ``device``; anything else is ignored.
-        A ``model`` parameter sets the base model; a notebook with ``models`` chooses one per run."""
-        from green_profiles.configuration import RunConfig
-
-        fields = {field.name for field in dataclasses.fields(RunConfig)}
-        settings = {name: parameters[name] for name in fields if name in parameters}
-        if settings.get("distances") is not None:
-            settings["distances"] = tuple(int(r) for r in settings["distances"])
-        return cls(base=RunConfig(**settings), device=str(parameters.get("device", "auto")))
-
-    def measure(self, **changes: Any) -> ProfileRun:
-        """The run with ``changes`` applied to :attr:`base` (progress goes to the build log)."""
-        from green_profiles.measurement import run_profile
-
-        return run_profile(dataclasses.replace(self.base, **changes), device=self.device)
+def role_label(role: Sequence[str], models: Sequence[str]) -> str:
+    """``"pythia-14m · wikitext-103"``: a run's role as a label, without the model when only one is measured."""
+    parts = list(role)
+    if len(models) == 1 and parts and parts[0] == models[0]:
+        parts = parts[1:]
+    return " · ".join(parts)
 
 
 def compare_with_paper(p: float, low: float, high: float, paper: tuple[float, float] = PAPER_P_RANGE) -> str:

@@ -5,7 +5,10 @@
     green-profiles list
     green-profiles show 3f1c0a9e2b7d4c55
     green-profiles notebook coherent_text --settings smoke -p seq_len 256
+    green-profiles plan --settings paper > paper-plan.jsonl
 
+``plan`` lists, before anything is measured, every run the named settings'
+notebooks will measure (JSON lines when piped, a table on a terminal).
 ``run`` loads the run from the store when it was measured before with the same
 settings, text, weights, tokenizer and code (instantly), otherwise measures it
 with a progress bar; then it prints the median profile, the three fits and the
@@ -115,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
     notebook.add_argument("--quiet", action="store_true", help="do not relay the notebook's output")
     notebook.set_defaults(handler=_notebook)
 
+    plan = commands.add_parser("plan", help="every run named settings will measure, and whether it is stored "
+                                            "(a dry run: nothing is measured)")
+    plan.add_argument("--settings", "--profile", dest="settings", default="default",
+                      help="named settings in notebooks/settings.yml (default: default)")
+    plan.add_argument("--device", default="auto", help="the device to estimate kernel times for (default auto)")
+    output = plan.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="JSON lines (the default when stdout is not a terminal)")
+    output.add_argument("--table", action="store_true", help="a table (the default on a terminal)")
+    plan.set_defaults(handler=_plan)
+
     listing = commands.add_parser("list", help="list the runs in the store")
     listing.add_argument("--markdown", action="store_true", help="a Markdown table with timings and versions")
     listing.set_defaults(handler=_list)
@@ -193,6 +206,56 @@ def _notebook(args: argparse.Namespace) -> int:
     path = execute_notebook(args.name, settings=args.settings, overrides=overrides, log_output=not args.quiet)
     print(f"executed {args.name} ({args.settings} settings) -> {path}")
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import json
+
+    from green_profiles.plans import describe_plan, settings_plan
+
+    records = []
+    as_json = args.json or (not args.table and not sys.stdout.isatty())
+    for record in describe_plan(settings_plan(args.settings), data_dir=args.data_dir, device=args.device):
+        records.append(record)
+        if as_json:
+            print(json.dumps(record), flush=True)
+    rows = sum(record["rows"] for record in records)
+    missing = [record for record in records if not record["stored"]]
+    known = [record["estimated_kernel_s"] for record in missing if record["estimated_kernel_s"] is not None]
+    device = records[0]["device"] if records else args.device
+    total = f"{len(records)} runs, {rows:,} rows; {len(missing)} to measure"
+    if known:
+        total += f", estimated kernel time {sum(known) / 3600:.2f} h on {device}"
+    if len(known) < len(missing):
+        total += (f" ({len(missing) - len(known)} without an estimate on {device}: architecture unknown, "
+                  "or a dtype this device cannot run)")
+    if as_json:
+        print(total, file=sys.stderr)
+        return 0
+    print(_plan_table(records))
+    print(total)
+    return 0
+
+
+def _plan_table(records: Sequence[dict]) -> str:
+    """The plan as a fixed-width table, one line per run."""
+    import pandas as pd
+
+    def here(record: dict) -> str:
+        return {(True, True): "yes", (True, False): "no text", (False, True): "no model"}.get(
+            (record["model_available"], record["text_available"]), "neither")
+
+    def hours(seconds: float | None) -> str:
+        return "?" if seconds is None else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+    table = pd.DataFrame([{
+        "model": record["model"], "corpus": record["corpus"], "shuffle": record["shuffle"], "L": record["seq_len"],
+        "windows": record["n_windows"], "rows": record["rows"], "dtype": record["dtype"],
+        "stored": record["stored_match"] or "no", "here": here(record),
+        "kernel time": "stored" if record["stored"] else hours(record["estimated_kernel_s"]),
+        "notebooks": ", ".join(record["notebooks"]),
+    } for record in records])
+    return table.to_string(index=False) if len(table) else "nothing to measure"
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -49,7 +49,9 @@ class RunConfig:
             starts, no position twice) or ``"authors"`` (the rule of the paper's scripts,
             :func:`~green_profiles.windows.sample_windows_as_authors`: documents of at
             least 2,000 characters, with repeats and overlaps).
-        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        dtype: ``"auto"`` (float32 on a CPU, the checkpoint's dtype on a GPU), ``"checkpoint"``
+            (the checkpoint's dtype everywhere, as the paper ran them), ``"float32"``,
+            ``"bfloat16"`` or ``"float16"``.
         seed: seeds window sampling, shuffling and ``@random`` initialization.
         revision: hub revision of the model (e.g. a Pythia ``"step3000"``).
         split: corpus split, for hub corpora.
@@ -142,8 +144,19 @@ PRESETS: dict[str, RunConfig] = {
     # authors' Gutenberg document file with their window rule and seed.
     "pythia": RunConfig(model="pythia-14m", corpus="paper-gutenberg", seq_len=2048, n_windows=1024,
                         target_min=1920, target_max=2047, target_stride=8, source_min_index=384, seed=1234,
-                        sampler="authors"),
+                        sampler="authors", dtype="checkpoint"),
     "qwen": RunConfig(model="qwen2.5-0.5b", corpus="paper-gutenberg", seq_len=4096, n_windows=1024,
                       target_min=3584, target_max=4095, target_stride=32, source_min_index=1536, seed=1234,
-                      sampler="authors"),
+                      sampler="authors", dtype="checkpoint"),
 }
+
+
+def published_run(model: str) -> RunConfig:
+    """The paper's published run whose settings apply to ``model``, with ``model`` in it.
+
+    The paper measured its Qwen2.5 model at the Qwen run's settings (``L = 4096``) and
+    every Pythia size at the Pythia run's (``L = 2048``); any other model gets the
+    Pythia settings. An ``@random`` suffix or a hub revision does not change the family.
+    """
+    family = "qwen" if "qwen" in model.lower() else "pythia"
+    return dataclasses.replace(PRESETS[family], model=model)

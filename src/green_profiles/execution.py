@@ -32,6 +32,32 @@ def settings_parameters(notebook: str, settings: str, settings_file: Path = SETT
     return dict(sections.get("all") or {}) | dict(sections.get(notebook) or {})
 
 
+def notebook_parameters(notebook: str, settings: str, *, source_dir: Path = Path("notebooks"),
+                        settings_file: Path = SETTINGS_FILE) -> dict[str, Any]:
+    """All parameters a notebook runs with under named settings: its ``parameters`` cell's values,
+    overridden by the settings' (those it declares).
+
+    Raises:
+        ValueError: unknown settings or notebook, or a default that is not a Python literal.
+    """
+    import ast
+
+    import papermill
+
+    source = Path(source_dir) / f"{notebook}.ipynb"
+    if not source.is_file():
+        raise ValueError(f"no notebook {source}")
+    declared = papermill.inspect_notebook(str(source))
+    parameters = {}
+    for name, spec in declared.items():
+        try:
+            parameters[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{source}: the default of {name} ({spec['default']}) is not a literal") from None
+    chosen = settings_parameters(notebook, settings, settings_file)
+    return parameters | {name: value for name, value in chosen.items() if name in declared}
+
+
 def execute_notebook(
     notebook: str,
     *,

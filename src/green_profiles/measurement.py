@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from green_profiles.configuration import RunConfig
-from green_profiles.precision import resolve_device
+from green_profiles.precision import device_description, resolve_device
 from green_profiles.profiles import ProfileRun, load_run
 from green_profiles.provenance import Provenance, run_key, run_provenance, settings_key
 from green_profiles.store import (
@@ -39,6 +39,7 @@ from green_profiles.store import (
     partial_directory,
     read_partial,
     runs_directory,
+    stored_metadata,
     write_run,
 )
 
@@ -74,19 +75,29 @@ def run_profile(
 
     Raises:
         green_profiles.models.ModelUnavailableError, green_profiles.corpora.CorpusUnavailableError:
-            offline without the weights or text.
+            offline without the weights or text, and no run of the same settings stored
+            (:func:`stored_without_inputs`).
         ValueError: a bad configuration, a corpus with no document of ``L + 1``
             tokens, or a window longer than the model's context.
         green_profiles.jacobian.NonFiniteGradientError: the model produced inf/NaN gradients.
     """
     from green_profiles.corpora import load_corpus
 
+    from green_profiles.corpora import CorpusUnavailableError
+    from green_profiles.models import ModelUnavailableError
+
     config = config.resolved()
     target_device = resolve_device(device)
-    documents = load_corpus(config.corpus, data_dir=data_dir, split=config.split)
-    provenance = run_provenance(config, documents, data_dir)
-    key = run_key(config, provenance, target_device)
     store = runs_directory(data_dir)
+    try:
+        documents = load_corpus(config.corpus, data_dir=data_dir, split=config.split)
+        provenance = run_provenance(config, documents, data_dir)
+    except (CorpusUnavailableError, ModelUnavailableError) as error:
+        stored = None if recompute else stored_without_inputs(store, settings_key(config, target_device), error)
+        if stored is None:
+            raise
+        return stored
+    key = run_key(config, provenance, target_device)
     with key_lock(store, key, announce=progress):
         if (store / key).exists() and not recompute:
             try:
@@ -99,6 +110,25 @@ def run_profile(
         _say_why_anew(store, settings_key(config, target_device), key, provenance)
         return _measure(config, key, provenance, documents, store, data_dir, target_device, progress,
                         dict(kernel_options or {}), flush_seconds)
+
+
+def stored_without_inputs(store: Path, settings: str, error: Exception) -> ProfileRun | None:
+    """The newest stored run of these settings, for when its text or weights cannot be had here.
+
+    Runs measured elsewhere (a GPU machine with the hub) and imported into the store
+    are read back this way on a machine without the hub: their key cannot be
+    recomputed here, so they are matched on settings alone, and a warning says so.
+    ``None`` when no run of these settings is stored.
+    """
+    candidates = [metadata for _, metadata in stored_metadata(store)
+                  if isinstance(metadata, dict) and metadata.get("settings_key") == settings]
+    if not candidates:
+        return None
+    newest = max(candidates, key=lambda metadata: str(metadata.get("created", "")))
+    reason = str(error).split(". ")[0]
+    warnings.warn(f"{reason}; using stored run {newest['key']} of the same settings (measured "
+                  f"{newest.get('created', '?')}), whose text and weights cannot be checked here", stacklevel=3)
+    return load_run(store / newest["key"])
 
 
 def _say_why_anew(store: Path, settings: str, key: str, provenance: Provenance) -> None:
@@ -116,6 +146,7 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
     from tqdm import tqdm
 
     from green_profiles import jacobian
+    from green_profiles.costs import kernel_flops
     from green_profiles.models import load_model
     from green_profiles.windows import sample_windows, sample_windows_as_authors, shuffle_windows, tokenize_documents
 
@@ -209,6 +240,9 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
         "backward_rows_this_session": backward_rows,
         "backward_rows_per_s": backward_rows / kernel_seconds if kernel_seconds else None,
         "rows_per_s": len(pending) * len(targets) / kernel_seconds if kernel_seconds else None,
+        # The work of this session's windows, so that plans can turn FLOPs into time on this device.
+        "kernel_flops": kernel_flops(model, len(pending), targets, config.source_min_index,
+                                     backward_rows=backward_rows) if pending else None,
         "top1_accuracy": float(np.mean(arrays["pred_tokens"] == arrays["true_tokens"])),
         "timings": timings,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -256,7 +290,7 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
         "git_commit": _git_commit(),
-        "device": _device_name(device),
+        "device": device_description(device),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "host": socket.gethostname(),
@@ -275,15 +309,3 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("-dirty" if dirty else "")
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"cpu: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"cpu: {platform.processor() or 'unknown'} ({os.cpu_count()} cores)"

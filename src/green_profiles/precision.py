@@ -7,6 +7,10 @@ nothing here ever picks float16 for a CPU.
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
+
 import torch
 
 _NAMED_DTYPES: dict[str, torch.dtype] = {
@@ -32,12 +36,17 @@ def resolve_dtype(
     spec: str | torch.dtype,
     device: str | torch.device,
     checkpoint_dtype: torch.dtype | None = None,
+    *,
+    check: bool = True,
 ) -> torch.dtype:
     """The dtype to run a model in.
 
     ``"auto"`` gives float32 on a CPU (the reference precision) and, on a GPU,
     the checkpoint's own dtype when known (fp16 for Pythia, bf16 for Qwen2.5, as
-    the paper ran them), else float32. Asking for float16 on a CPU raises.
+    the paper ran them), else float32. ``"checkpoint"`` gives the checkpoint's
+    dtype on every device (float32 when unknown): the paper's choice, and a
+    setting whose runs are the same wherever they were measured. Asking for float16
+    on a CPU raises, unless ``check`` is off (to name a run's dtype without running it).
     """
     device = resolve_device(device)
     if isinstance(spec, torch.dtype):
@@ -46,11 +55,15 @@ def resolve_dtype(
         if device.type == "cpu":
             return torch.float32
         return checkpoint_dtype or torch.float32
+    elif spec == "checkpoint":
+        dtype = checkpoint_dtype or torch.float32
     elif spec in _NAMED_DTYPES:
         dtype = _NAMED_DTYPES[spec]
     else:
-        raise ValueError(f"unknown dtype {spec!r}; use one of 'auto', {', '.join(map(repr, _NAMED_DTYPES))}")
-    check_dtype_for_device(dtype, device)
+        raise ValueError(f"unknown dtype {spec!r}; use one of 'auto', 'checkpoint', "
+                         f"{', '.join(map(repr, _NAMED_DTYPES))}")
+    if check:
+        check_dtype_for_device(dtype, device)
     return dtype
 
 
@@ -61,3 +74,16 @@ def check_dtype_for_device(dtype: torch.dtype, device: str | torch.device) -> No
             "float16 on a CPU is hundreds of times slower than float32 (no fast half-precision "
             "matmul there); run the model in float32 (the reference) or bfloat16 instead"
         )
+
+
+def device_description(device: torch.device) -> str:
+    """The device as runs record it: the GPU's name, or ``"cpu: <model name> (<n> cores)"``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"cpu: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"cpu: {platform.processor() or 'unknown'} ({os.cpu_count()} cores)"

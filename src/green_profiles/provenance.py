@@ -135,7 +135,8 @@ def settings_record(config: RunConfig, device: str | torch.device = "auto") -> d
     from green_profiles.models import checkpoint_dtype
 
     resolved = config.resolved()
-    dtype = resolve_dtype(resolved.dtype, resolve_device(device), checkpoint_dtype(resolved.model))
+    # Unchecked: a float16 run measured on a GPU keeps its key where it is only read back, on a CPU.
+    dtype = resolve_dtype(resolved.dtype, resolve_device(device), checkpoint_dtype(resolved.model), check=False)
     return resolved.to_dict() | {"dtype": str(dtype).removeprefix("torch.")}
 
 
