@@ -74,12 +74,12 @@ def run_settings(parameters: Mapping[str, Any]) -> Callable[..., RunConfig]:
 
 
 def _thin_targets(config: RunConfig, count: int) -> RunConfig:
-    """The same target range with ``count`` evenly spaced targets (the first one kept)."""
+    """Every k-th target of the range, so that at most ``count`` remain (the first one kept)."""
     if count < 1:
         raise ValueError(f"targets_per_window must be positive, got {count}")
     resolved = config.resolved()
-    span = resolved.target_max - resolved.target_min + 1
-    return dataclasses.replace(config, target_stride=max(1, span // count))
+    every = -(-len(resolved.targets) // count)
+    return dataclasses.replace(config, target_stride=every * resolved.target_stride)
 
 
 def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, RunConfig]:

@@ -1,0 +1,132 @@
+"""What named settings measure (the plan), exactly, and how the plan sees the store and this machine."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import Counter
+
+import pytest
+from conftest import tiny_config
+
+from green_profiles.cli import main
+from green_profiles.configuration import PAPER_DISTANCES, RunConfig
+from green_profiles.corpora import CorpusUnavailableError
+from green_profiles.execution import notebook_parameters
+from green_profiles.measurement import run_profile
+from green_profiles.plans import describe_plan, notebook_runs, settings_plan
+
+
+def by_settings(plan):
+    return {(p.config.model, p.config.corpus, p.config.shuffle, p.config.n_windows): p for p in plan}
+
+
+def test_the_paper_settings_measure_the_papers_runs():
+    plan = settings_plan("paper")
+    runs = by_settings(plan)
+    pythia_like = [p.config for p in plan if not p.config.model.startswith("qwen")]
+    qwen = [p.config for p in plan if p.config.model.startswith("qwen")]
+    # The published Pythia run for every Pythia size, coherent, shuffled and at random init.
+    for config in pythia_like:
+        assert (config.seq_len, config.target_min, config.target_max, config.target_stride,
+                config.source_min_index) in [(2048, 1920, 2040, 8, 384), (2048, 2047, 2047, 1, 0)]
+        assert (config.sampler, config.seed, config.dtype) == ("authors", 1234, "checkpoint")
+    for config in qwen:
+        assert (config.seq_len, config.target_min, config.target_max, config.target_stride,
+                config.source_min_index) in [(4096, 3584, 4064, 32, 1536), (4096, 4095, 4095, 1, 0)]
+    # The exact published runs, 16,384 rows each, in the checkpoint's dtype with the published grid.
+    pythia = runs[("pythia-14m", "paper-gutenberg", "none", 1024)]
+    assert pythia.rows == 16_384 and pythia.config.distances == PAPER_DISTANCES[:-1]  # up to 1536
+    assert runs[("qwen2.5-0.5b", "paper-gutenberg", "none", 1024)].config.distances == PAPER_DISTANCES  # to 2048
+    assert set(pythia.notebooks) == {"coherent_text", "shuffled_tokens", "random_init", "model_sweep"}
+    # Each control on both published runs and both corpora; the sweep on both corpora.
+    for model in ("pythia-14m", "qwen2.5-0.5b"):
+        for corpus in ("paper-gutenberg", "wikitext-103"):
+            for shuffle in ("none", "window", "corpus"):
+                assert runs[(model, corpus, shuffle, 1024)].rows == 16_384
+        assert runs[(f"{model}@random", "paper-gutenberg", "none", 1024)].notebooks == ("random_init",)
+        assert runs[(model, "paper-gutenberg", "none", 64)].config.distances == tuple(
+            range(runs[(model, "paper-gutenberg", "none", 64)].config.seq_len))
+    for size in ("70m", "160m", "410m"):
+        for corpus in ("paper-gutenberg", "wikitext-103"):
+            assert runs[(f"pythia-{size}", corpus, "none", 1024)].notebooks == ("model_sweep",)
+    assert {p.config.split for p in plan} == {"train"}
+    assert len(plan) == 24 and sum(p.rows for p in plan) == 20 * 16_384 + 4 * 64
+
+
+def test_the_default_and_smoke_settings_plans():
+    default = settings_plan("default")
+    assert Counter((p.config.model, p.config.shuffle) for p in default) == Counter({
+        ("smollm2-135m", "none"): 3, ("smollm2-135m", "window"): 2, ("smollm2-135m@random", "none"): 3})
+    main_run = by_settings(default)[("smollm2-135m", "gutenberg", "none", 16)]
+    assert (main_run.config.seq_len, main_run.config.target_min, main_run.config.target_max,
+            main_run.config.target_stride, main_run.config.source_min_index) == (512, 480, 504, 8, 96)
+    assert (main_run.config.sampler, main_run.config.seed, main_run.config.dtype) == ("uniform", 0, "auto")
+    assert main_run.rows == 64 and main_run.config.distances[-1] == 384
+    smoke = settings_plan("smoke")
+    assert {p.config.seq_len for p in smoke} == {128}
+    assert sorted(p.rows for p in smoke) == [2, 2] + [12] * 6  # 6 windows x targets 120, 124; hooks 2 x 1
+
+
+def test_published_settings_follow_each_models_family_and_can_be_thinned():
+    parameters = notebook_parameters("coherent_text", "paper-rehearsal")
+    runs = notebook_runs("coherent_text", parameters)
+    pythia, qwen = runs[("pythia-14m", "wikitext-103")], runs[("qwen2.5-0.5b", "wikitext-103")]
+    assert pythia.resolved().targets.tolist() == [1920, 1984]
+    assert qwen.resolved().targets.tolist() == [3584, 3840]
+    assert (pythia.n_windows, pythia.dtype, qwen.source_min_index) == (2, "float32", 1536)
+    # Without `published` the notebook's own settings apply to every model alike.
+    own = notebook_runs("coherent_text", parameters | {"published": False, "seq_len": 256})
+    assert {config.seq_len for config in own.values()} == {256}
+    with pytest.raises(ValueError, match="needs the parameter 'corpora'"):
+        notebook_runs("coherent_text", {"models": ["x"]})
+    with pytest.raises(ValueError, match="unknown notebook"):
+        notebook_runs("nothing", parameters)
+
+
+def test_the_plan_sees_stored_runs_and_what_this_machine_has(tiny_setup, tmp_path):
+    from green_profiles.plans import PlannedRun
+
+    config = tiny_config(tiny_setup, n_windows=2)
+    planned = [PlannedRun(config, ("coherent_text",)),
+               PlannedRun(RunConfig(model="pythia-14m", corpus="paper-gutenberg"), ("model_sweep",))]
+    before = list(describe_plan(planned[:1], data_dir=tmp_path))[0]
+    assert (before["stored"], before["model_available"], before["text_available"]) == (False, True, True)
+    assert before["rows"] == 6 and before["estimated_kernel_s"] is not None
+    assert before["throughput_source"].startswith("matmul peak")
+    run = run_profile(config, data_dir=tmp_path, progress=False)
+    after = list(describe_plan(planned[:1], data_dir=tmp_path))[0]
+    assert (after["stored"], after["stored_match"], after["key"]) == (True, "exact", run.key)
+    # Once a run was measured here, its achieved FLOP rate replaces the matmul peak.
+    assert run.metadata["kernel_flops"] > 0
+    assert after["throughput_source"].startswith("runs stored from")
+
+
+def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
+    assert main(["plan", "--settings", "smoke", "--json"]) == 0
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 8 and "8 runs" in err
+    assert {"model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",
+            "source_min_index", "shuffle", "dtype", "seed", "rows", "notebooks", "stored", "model_available",
+            "text_available", "estimated_kernel_s"} <= set(records[0])
+
+
+def test_a_stored_run_is_served_by_its_settings_when_its_text_is_not_here(tiny_setup, tmp_path, monkeypatch):
+    import green_profiles.corpora as corpora
+
+    config = tiny_config(tiny_setup, n_windows=2)
+    stored = run_profile(config, data_dir=tmp_path, progress=False)
+
+    def unavailable(*args, **kwargs):
+        raise CorpusUnavailableError("the corpus is not here. Longer explanation")
+
+    monkeypatch.setattr(corpora, "load_corpus", unavailable)
+    with pytest.warns(UserWarning, match=f"the corpus is not here; using stored run {stored.key}"):
+        served = run_profile(config, data_dir=tmp_path, progress=False)
+    assert served.key == stored.key
+    with pytest.raises(CorpusUnavailableError):  # other settings: nothing to serve
+        run_profile(tiny_config(tiny_setup, n_windows=3), data_dir=tmp_path, progress=False)
+    with warnings.catch_warnings(), pytest.raises(CorpusUnavailableError):
+        warnings.simplefilter("error")
+        run_profile(config, data_dir=tmp_path, progress=False, recompute=True)
