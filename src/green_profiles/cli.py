@@ -6,6 +6,8 @@
     green-profiles show 3f1c0a9e2b7d4c55
     green-profiles notebook coherent_text --settings smoke -p seq_len 256
     green-profiles plan --settings paper > paper-plan.jsonl
+    green-profiles export --all --model pythia-70m -o published/pythia-70m.tar.gz
+    green-profiles import published/*.tar.gz
 
 ``plan`` lists, before anything is measured, every run the named settings'
 notebooks will measure (JSON lines when piped, a table on a terminal).
@@ -13,6 +15,8 @@ notebooks will measure (JSON lines when piped, a table on a terminal).
 settings, text, weights, tokenizer and code (instantly), otherwise measures it
 with a progress bar; then it prints the median profile, the three fits and the
 bootstrap verdict. ``show`` prints the same for a stored run without measuring.
+``export`` and ``import`` carry stored runs between machines as checksummed
+bundles (:mod:`green_profiles.bundles`).
 
 Exit status: 0 done; 2 bad input or data that cannot be had (one line on
 stderr: a bad setting, an unknown or unavailable model or corpus, a damaged
@@ -131,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list the runs in the store")
     listing.add_argument("--markdown", action="store_true", help="a Markdown table with timings and versions")
     listing.set_defaults(handler=_list)
+    _add_bundle_commands(commands)
     return parser
 
 
@@ -280,6 +285,81 @@ def _list(args: argparse.Namespace) -> int:
                  f"{run.kernel_s:.0f} s", rate, run.device, run.torch, run.transformers, f"`{commit}`", run.created)
         print("| " + " | ".join(str(cell) for cell in cells) + " |")
     return 0
+
+
+# --- export / import: runs as bundles ---------------------------------------------------------------
+
+def _add_bundle_commands(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export", help="write stored runs into one checksummed .tar.gz bundle")
+    export.add_argument("keys", nargs="*", metavar="KEY", help="run keys (see `list`)")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle to write")
+    export.add_argument("--all", action="store_true", help="every intact stored run (with --model/--corpus: those)")
+    export.add_argument("--model", help="only runs of this model (exact name in the stored settings)")
+    export.add_argument("--corpus", help="only runs on this corpus (exact name in the stored settings)")
+    export.set_defaults(handler=_export)
+
+    bring = commands.add_parser("import", help="verify bundles and add their runs to the store")
+    bring.add_argument("bundles", nargs="+", type=Path, metavar="FILE", help="bundles written by `export`")
+    bring.add_argument("--replace", action="store_true",
+                       help="overwrite a stored run that has the same key but other content")
+    bring.set_defaults(handler=_import)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from green_profiles.bundles import export_runs
+    from green_profiles.store import runs_directory
+
+    store = runs_directory(args.data_dir)
+    filtered = args.model is not None or args.corpus is not None
+    if bool(args.keys) == (args.all or filtered):
+        raise ValueError("give run keys, or --all and/or --model/--corpus to choose among the stored runs")
+    keys = args.keys or _matching_runs(store, args.model, args.corpus)
+    if not keys:
+        raise ValueError(f"no intact stored run in {store}" + (" matches --model/--corpus" if filtered else ""))
+    path = export_runs(store, keys, args.output)
+    print(f"exported {len(set(keys))} run(s) to {path} ({path.stat().st_size / 1e6:.1f} MB):", *sorted(set(keys)))
+    return 0
+
+
+def _matching_runs(store: Path, model: str | None, corpus: str | None) -> list[str]:
+    """Keys of the intact stored runs whose stored settings name ``model`` and ``corpus`` (None: any)."""
+    from green_profiles.store import CorruptRunError, stored_metadata
+
+    keys = []
+    for path, metadata in stored_metadata(store):
+        if isinstance(metadata, CorruptRunError) or metadata["key"] != path.name:
+            why = metadata if isinstance(metadata, CorruptRunError) else f"{path} holds run {metadata['key']}"
+            print(f"green-profiles: not exporting a damaged run: {why}", file=sys.stderr)
+            continue
+        config = metadata["config"]
+        if (model is None or config.get("model") == model) and (corpus is None or config.get("corpus") == corpus):
+            keys.append(path.name)
+    return keys
+
+
+def _import(args: argparse.Namespace) -> int:
+    from green_profiles.bundles import BundleError, import_runs
+    from green_profiles.store import runs_directory
+
+    store = runs_directory(args.data_dir)
+    status = 0
+    for bundle in args.bundles:
+        try:
+            report = import_runs(bundle, store, replace=args.replace)
+        except (BundleError, FileNotFoundError) as error:  # one bad bundle does not stop the others
+            if args.debug:
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            status = 2
+            continue
+        for key in report.imported:
+            print(f"{bundle}: {key} imported")
+        for key in report.already_present:
+            print(f"{bundle}: {key} already present")
+        for key, why in report.refused.items():
+            print(f"{bundle}: {key} refused: {why}")
+        status = status if report.ok else 2
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover
