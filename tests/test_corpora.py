@@ -322,10 +322,10 @@ def test_corpus_checksum_tells_the_botchan_fallback_from_the_novels(
 def test_wikitext_articles_split_at_top_level_titles() -> None:
     lines = [
         " \n", " = First Article = \n", " \n", " It was built in 1 @,@ 234 @-@ 1 @,@ 240 , at 2 @.@ 5 km . \n",
-        " \n", " = = History = = \n", " \n", " More text . \n", " = Second Article = \n", " Only line . \n",
+        " \n", " = = History = = \n", " \n", " More text . \n", " = Second @-@ Article = \n", " Only line . \n",
     ]  # fmt: skip
     first, second = split_wikitext_articles(lines)
-    assert (first.title, second.title) == ("First Article", "Second Article")
+    assert (first.title, second.title) == ("First Article", "Second-Article")  # headings are tokenized too
     assert first.text.startswith("It was built in 1,234-1,240 , at 2.5 km .")
     assert " = = History = = " in first.text and second.text == "Only line ."
 

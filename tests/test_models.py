@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from green_profiles import hub
-from green_profiles.models import ModelUnavailableError, load_model
+from green_profiles.models import ModelUnavailableError, load_model, model_location
 
 UNREACHABLE = "the hub (test) could not be reached (no route to host)"
 
@@ -128,6 +128,30 @@ def test_hub_model_from_a_local_cache_loads_with_the_hub_unreachable(hub_cache: 
     monkeypatch.setattr(hub, "probe", lambda timeout_seconds=0: UNREACHABLE)
     with pytest.raises(ModelUnavailableError, match="green-profiles-test/missing is not in the local"):
         load_model("green-profiles-test/missing")
+
+
+def test_a_cache_without_weights_serves_only_the_random_twin(hub_cache: Path, monkeypatch: pytest.MonkeyPatch):
+    """Loading NAME@random downloads the configuration and tokenizer only: that must not pin a later trained
+    load of NAME to the cache (where its weights are missing) while the hub could supply them."""
+    import huggingface_hub
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = hub_cache / "models--green-profiles-test--tiny-gpt-neox"
+    _tiny_gpt_neox_snapshot(repo / "snapshots" / commit)
+    (repo / "snapshots" / commit / "model.safetensors").unlink()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    model, _ = load_model("green-profiles-test/tiny-gpt-neox@random")  # the hub is unreachable: cache only
+    assert model.config.num_hidden_layers == 2
+    with pytest.raises(ModelUnavailableError, match="has its configuration but no weights in the local"):
+        load_model("green-profiles-test/tiny-gpt-neox")
+    # With the hub reachable, the trained model is resolved there, not pinned to the incomplete cache.
+    monkeypatch.setattr(hub, "probe", lambda timeout_seconds=0: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info",
+                        lambda self, repo_id, revision=None: type("Info", (), {"sha": "f" * 40})())
+    location = model_location("green-profiles-test/tiny-gpt-neox")
+    assert (location.cached, location.commit) == (False, "f" * 40)
+    assert model_location("green-profiles-test/tiny-gpt-neox@random").cached
 
 
 def test_unknown_model_name():

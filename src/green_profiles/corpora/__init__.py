@@ -24,8 +24,9 @@ Names understood by :func:`load_corpus`:
 ``paper-gutenberg``
     the paper's own Gutenberg corpus: the authors' document file of 1,500 long
     English books (at least 2,000 characters each), read from
-    ``<data>/corpora/paper-gutenberg.jsonl``, or built there from the hub the first
-    time (:mod:`.paper`). Put the authors' file there to measure on it offline.
+    ``<data>/corpora/paper-gutenberg.jsonl``, or built there the first time (:mod:`.paper`):
+    streamed from the hub, or without it read from a source's copy in the local datasets
+    cache. Put the authors' file there to measure on it offline.
 ``pg19``
     PG-19 from the hub (the parquet copy ``emozilla/pg19`` of ``deepmind/pg19``,
     a loading-script dataset that ``datasets`` >= 4 refuses), one

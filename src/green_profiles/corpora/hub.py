@@ -44,19 +44,23 @@ def split_wikitext_articles(lines: Iterable[str], source: str = "WikiText-103") 
 
     An article starts at a top-level ``" = Title = "`` line (section headings are
     ``" = = Section = = "`` and stay in the text); WikiText's ``" @-@ "``,
-    ``" @,@ "`` and ``" @.@ "`` splitting of hyphens and numbers is undone.
+    ``" @,@ "`` and ``" @.@ "`` splitting of hyphens and numbers is undone, in the
+    text and in the title (WikiText's headings are tokenized like its text).
     """
     documents: list[Document] = []
     title: str | None = None
     body: list[str] = []
 
+    def unsplit(text: str) -> str:
+        for split, joined in _WIKITEXT_SPLITS:
+            text = text.replace(split, joined)
+        return text
+
     def close() -> None:
         if title is not None:
-            text = "".join(body).strip()
-            for split, joined in _WIKITEXT_SPLITS:
-                text = text.replace(split, joined)
+            text = unsplit("".join(body).strip())
             if text:
-                documents.append(Document(text, title, source))
+                documents.append(Document(text, unsplit(title), source))
 
     for line in lines:
         if match := _WIKITEXT_TITLE.match(line.rstrip("\n")):

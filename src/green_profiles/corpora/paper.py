@@ -6,11 +6,14 @@ examples of at least 2,000 characters, one JSON line per book (PROTOCOL.md, "The
 paper's corpus and windows"); windows are then drawn from that file by
 :func:`green_profiles.windows.sample_windows_as_authors`.
 
-:func:`build_paper_gutenberg` rebuilds that file where the hub is reachable, with
-the authors' choice of source, split and text column and their fallbacks, into
-``<data>/corpora/paper-gutenberg.jsonl`` plus a manifest beside it. A user who has
-the authors' own file puts it at that path (or passes its path as the corpus):
-it is read as it is, offline.
+:func:`build_paper_gutenberg` rebuilds that file with the authors' choice of source,
+split and text column and their fallbacks, into ``<data>/corpora/paper-gutenberg.jsonl``
+plus a manifest beside it: by streaming the sources where the hub is reachable, as the
+authors did, and otherwise from a copy of a source in the local Hugging Face datasets
+cache (one that ``datasets.load_dataset(repo, split=split)`` prepared where there was
+internet, or the rehearsal cache of :mod:`green_profiles.rehearsal`), read in the same
+row order. A user who has the authors' own file puts it at that path (or passes its
+path as the corpus): it is read as it is, offline.
 """
 
 from __future__ import annotations
@@ -106,30 +109,29 @@ def load_paper_gutenberg(data_dir: Path) -> list[Document]:
 
 
 def build_paper_gutenberg(data_dir: Path, *, stream: Any = None) -> Path:
-    """Stream the authors' sources in their order and write the first one that yields documents.
+    """Read the authors' sources in their order and write the first one that yields documents.
 
     Args:
         data_dir: the data directory; the file goes to :func:`paper_gutenberg_path`.
         stream: ``stream(repo, split)`` returning an iterable of row dicts; by default
-            ``datasets.load_dataset(repo, split=split, streaming=True)`` (tests pass their own).
+            ``datasets.load_dataset(repo, split=split, streaming=True)`` where the hub is
+            reachable, else the non-streaming ``load_dataset`` of the local datasets cache alone
+            (streaming never reads a cache). Tests pass their own.
 
     Returns:
-        the path of the written file (with ``paper-gutenberg.manifest.json`` beside it).
+        the path of the written file (with ``paper-gutenberg.manifest.json`` beside it, which
+        names the source, its split and where it was read from).
 
     Raises:
-        CorpusUnavailableError: the hub is unavailable, or no source gave a document.
+        CorpusUnavailableError: no source gave a document; without the hub, the message says
+            why the hub is out of reach and whether any source was in the local cache.
     """
     path = paper_gutenberg_path(data_dir)
+    reason = None
     if stream is None:
         reason = hub.offline_reason()
-        if reason is not None:
-            raise CorpusUnavailableError(
-                f"the paper's Gutenberg document file is not at {path} and it cannot be built here: {reason}. "
-                f"Put the authors' JSONL (one book a line with a 'text' field) at {path}, or pass any such "
-                "file's path as the corpus, or use the offline corpus 'gutenberg'."
-            )
-        stream = _stream_from_hub
-    errors = []
+        stream = _stream_from_hub if reason is None else _read_from_cache
+    errors: list[str] = []  # what went wrong with each source, other than not being cached
     with exclusive_lock(path.parent / f".{PAPER_GUTENBERG}.lock"):
         if path.is_file():
             return path
@@ -138,17 +140,55 @@ def build_paper_gutenberg(data_dir: Path, *, stream: Any = None) -> Path:
                 try:
                     result = select_long_documents(stream(repo, split), source=repo, split=split)
                 except (OSError, ValueError, RuntimeError, ConnectionError) as error:
-                    errors.append(f"{repo} ({split}): {type(error).__name__}: {error}")
+                    # Offline, datasets answers a source that is not cached with a ConnectionError.
+                    if reason is None or not isinstance(error, ConnectionError):
+                        errors.append(f"{repo} ({split}): {type(error).__name__}: {error}")
                     continue
                 if result.records:
                     manifest = {"source_dataset": repo, "split": split, "text_column": result.text_column,
                                 "documents": len(result.records), "examples_scanned": result.scanned,
-                                "min_characters": MIN_CHARACTERS, "max_documents": MAX_DOCUMENTS}
+                                "min_characters": MIN_CHARACTERS, "max_documents": MAX_DOCUMENTS,
+                                "read_from": _origin(stream)}
                     atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records))
                     atomic_write(path.with_suffix(".manifest.json"), json.dumps(manifest, indent=2) + "\n")
                     return path
                 errors.append(f"{repo} ({split}): no example of {MIN_CHARACTERS} characters or more")
-    raise CorpusUnavailableError("no source of the paper's Gutenberg corpus gave a document: " + "; ".join(errors))
+    if reason is None:
+        raise CorpusUnavailableError("no source of the paper's Gutenberg corpus gave a document: " + "; ".join(errors))
+    cache = _datasets_cache()
+    found = (f"none of the authors' sources ({', '.join(PAPER_SOURCES)}) is in the local Hugging Face datasets "
+             f"cache ({cache})" if not errors else
+             f"no source in the local Hugging Face datasets cache ({cache}) gave a document: " + "; ".join(errors))
+    raise CorpusUnavailableError(
+        f"the paper's Gutenberg document file is not at {path} and it cannot be built here: {reason}, and "
+        f"{found}. Put the authors' JSONL (one book a line with a 'text' field) at {path}, or pass any such "
+        "file's path as the corpus, or use the offline corpus 'gutenberg'."
+    )
+
+
+def _origin(stream: Any) -> str:
+    """Where :func:`build_paper_gutenberg` read the rows from, for its manifest."""
+    if stream is _stream_from_hub:
+        return "the hub (streamed)"
+    if stream is _read_from_cache:
+        return f"the local Hugging Face datasets cache ({_datasets_cache()})"
+    return "rows given by the caller"
+
+
+def _datasets_cache() -> str:
+    import datasets
+
+    return str(datasets.config.HF_DATASETS_CACHE)
+
+
+def _read_from_cache(repo: str, split: str) -> Iterator[Mapping[str, Any]]:
+    """The rows of a source's split from the local datasets cache alone, in the order streaming gives
+    them (a prepared dataset keeps the source files' order, shard by shard)."""
+    import datasets
+
+    with hub.cache_only():
+        dataset = datasets.load_dataset(repo, split=split)
+    return iter(dataset)
 
 
 def _stream_from_hub(repo: str, split: str) -> Iterator[Mapping[str, Any]]:
