@@ -14,8 +14,12 @@ SETTINGS_STAMP := book/experiments/.settings
 PACKAGE := $(shell find src/green_profiles -name '*.py')
 # Notebooks run with their own working directory; the data directory must not depend on it.
 export GREEN_PROFILES_DATA ?= $(CURDIR)/data
+# What the notebooks need prepared first (the offline corpora and SmolLM2); the rehearsal needs none of it.
+PREPARE ?= data
+# The rehearsal's own data directory (its runs and the authors' file built from stand-in text) and hub cache.
+REHEARSAL := $(CURDIR)/data/rehearsal
 
-.PHONY: setup data test browser bench book plan notebook screenshots clean-venv clean-book FORCE
+.PHONY: setup data test browser bench book plan rehearsal notebook screenshots clean-venv clean-book FORCE
 
 setup: $(INSTALLED)
 
@@ -64,7 +68,7 @@ book: $(EXECUTED)
 	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
 	@echo "The book ($(SETTINGS) settings): file://$(CURDIR)/_build/html/index.html"
 
-book/experiments/%.ipynb: notebooks/%.ipynb notebooks/settings.yml $(SETTINGS_STAMP) $(PACKAGE) | data
+book/experiments/%.ipynb: notebooks/%.ipynb notebooks/settings.yml $(SETTINGS_STAMP) $(PACKAGE) | $(PREPARE)
 	@echo "== executing $* ($(SETTINGS) settings)"
 	$(PY) -m green_profiles notebook $* --settings $(SETTINGS)
 
@@ -77,6 +81,21 @@ $(SETTINGS_STAMP): FORCE
 # model and text are here, and an estimated kernel time on this machine (JSON lines: plan > plan.jsonl).
 plan: $(INSTALLED)
 	@$(PY) -m green_profiles plan --settings $(SETTINGS)
+
+# The paper's settings end to end, offline, on a CPU: a local Hugging Face cache stands in for the hub
+# (random-weight models of the published architectures, Pythia-160m/410m and Qwen2.5 cut to 2 layers; a
+# stand-in tokenizer; real text in the hub corpora's formats: green_profiles.rehearsal), then `make book`
+# with the paper-rehearsal settings: every run of the paper's plan at its published L, buffer and grid,
+# 2 windows x 2 targets each. Its runs and corpus file stay in data/rehearsal/, apart from real ones.
+rehearsal: $(INSTALLED) | data
+	$(PY) -m green_profiles.rehearsal $(REHEARSAL)/hf
+	HF_HOME=$(REHEARSAL)/hf HF_HUB_CACHE=$(REHEARSAL)/hf/hub HF_DATASETS_CACHE=$(REHEARSAL)/hf/datasets \
+	  HF_HUB_OFFLINE=1 GREEN_PROFILES_DATA=$(REHEARSAL) \
+	  $(MAKE) --no-print-directory book SETTINGS=paper-rehearsal PREPARE=
+	@# The summary page is filled from the published runs' notebooks (a missing value fails -W above).
+	@grep -q "pythia-14m at L = 2048" _build/html/book/summary.html || \
+	  { echo "the summary page does not show the rehearsed paper run"; exit 1; }
+	@echo "rehearsal passed: the paper's runs measured, the book built with -W"
 
 # One experiment with changed parameters, then the HTML:
 #   make notebook NB=coherent_text PARAMS="-p seq_len 1024 -p n_windows 32"

@@ -105,7 +105,7 @@ def model_architecture(name: str, *, revision: str | None = None, data_dir: Path
     """The transformers config of a model name (``@random`` allowed) from local files, without weights.
 
     Falls back to the published configs of the paper's checkpoints
-    (:data:`green_profiles.rehearsal.PUBLISHED_CONFIGS`) when the model is not here;
+    (:data:`green_profiles.rehearsal.PUBLISHED_CONFIGS`, all layers) when the model is not here;
     ``None`` when neither is known.
     """
     from transformers import AutoConfig
@@ -119,8 +119,7 @@ def model_architecture(name: str, *, revision: str | None = None, data_dir: Path
         return AutoConfig.from_pretrained(where.repo_id, revision=where.commit, local_files_only=where.cached)
     except (ModelUnavailableError, OSError, ValueError):
         pass
-    try:
-        from green_profiles.rehearsal import published_architecture
-    except ImportError:
-        return None
-    return published_architecture(named_source(name))
+    from green_profiles.rehearsal import PUBLISHED_CONFIGS, published_config
+
+    source = named_source(name)
+    return published_config(source) if source in PUBLISHED_CONFIGS else None

@@ -209,6 +209,15 @@ def plot_fit_range(ax: Axes, scan: Any, *, model: str = "power_floor", paper_ban
                     markersize=4, label=f"varying the {text}")
     finite = scan[(scan["model"] == model) & scan["usable"] & (scan["p_stderr"] < 1.0)]["p"]
     ax.set_ylim(0.0, max(3.0, float(finite.max()) * 1.1) if len(finite) else 3.0)
+    if not (scan["usable"] & (scan["model"] == model)).any():
+        import pandas as pd
+
+        # Nothing drawn (a flat profile, or a few rows): the log axis still needs a positive range.
+        cut_offs = pd.concat([scan["r_min"], scan["r_max"]]).astype(float)
+        cut_offs = cut_offs[np.isfinite(cut_offs) & (cut_offs > 0)]
+        ax.set_xlim(float(cut_offs.min()) if len(cut_offs) else 1.0, float(cut_offs.max()) if len(cut_offs) else 10.0)
+        ax.text(0.5, 0.5, "no usable fit at any cut-off\n(flat profile or failed fits)", transform=ax.transAxes,
+                ha="center", va="center", fontsize="small")
     ax.set_xscale("log")
     ax.set_xlabel("cut-off distance (tokens)")
     ax.set_ylabel(f"fitted p of {FIT_LABELS[model]}\n(± standard error)")
