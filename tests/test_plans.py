@@ -69,12 +69,14 @@ def test_the_default_and_smoke_settings_plans():
 
 
 def test_published_settings_follow_each_models_family_and_can_be_thinned():
-    parameters = notebook_parameters("coherent_text", "paper-rehearsal")
+    parameters = notebook_parameters("coherent_text", "paper-rehearsal") | {"targets_per_window": 2}
     runs = notebook_runs("coherent_text", parameters)
     pythia, qwen = runs[("pythia-14m", "wikitext-103")], runs[("qwen2.5-0.5b", "wikitext-103")]
     assert pythia.resolved().targets.tolist() == [1920, 1984]
     assert qwen.resolved().targets.tolist() == [3584, 3840]
     assert (pythia.n_windows, pythia.dtype, qwen.source_min_index) == (2, "float32", 1536)
+    single = notebook_runs("coherent_text", parameters | {"targets_per_window": 1})
+    assert single[("qwen2.5-0.5b", "wikitext-103")].resolved().targets.tolist() == [3584]
     # Without `published` the notebook's own settings apply to every model alike.
     own = notebook_runs("coherent_text", parameters | {"published": False, "seq_len": 256})
     assert {config.seq_len for config in own.values()} == {256}

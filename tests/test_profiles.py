@@ -45,7 +45,7 @@ def assert_same_arrays(a, b) -> None:
 
 def test_defaults_at_2048_are_the_papers_pythia_settings():
     scaled = RunConfig(model="pythia-14m", corpus="paper-gutenberg", seq_len=2048, n_windows=1024, seed=1234,
-                       sampler="authors").resolved()
+                       sampler="authors", dtype="checkpoint").resolved()
     assert scaled == PRESETS["pythia"].resolved()
     assert (scaled.target_min, scaled.target_max, scaled.target_stride, scaled.source_min_index) == (1920, 2040, 8, 384)
     assert len(scaled.targets) == 16
