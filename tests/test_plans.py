@@ -90,10 +90,10 @@ def test_the_plan_sees_stored_runs_and_what_this_machine_has(tiny_setup, tmp_pat
     from green_profiles.plans import PlannedRun
 
     config = tiny_config(tiny_setup, n_windows=2)
-    planned = [PlannedRun(config, ("coherent_text",)),
-               PlannedRun(RunConfig(model="pythia-14m", corpus="paper-gutenberg"), ("model_sweep",))]
+    planned = [PlannedRun(config, ("coherent_text",))]
     before = list(describe_plan(planned[:1], data_dir=tmp_path))[0]
     assert (before["stored"], before["model_available"], before["text_available"]) == (False, True, True)
+    assert (before["model_source"], before["text_source"], before["unavailable"]) == ("local", "local", None)
     assert before["rows"] == 6 and before["estimated_kernel_s"] is not None
     assert before["throughput_source"].startswith("matmul peak")
     run = run_profile(config, data_dir=tmp_path, progress=False)
@@ -132,3 +132,23 @@ def test_a_stored_run_is_served_by_its_settings_when_its_text_is_not_here(tiny_s
     with warnings.catch_warnings(), pytest.raises(CorpusUnavailableError):
         warnings.simplefilter("error")
         run_profile(config, data_dir=tmp_path, progress=False, recompute=True)
+
+
+def test_the_plan_of_a_paper_run_without_the_hub_says_so_and_still_estimates(tmp_path, monkeypatch):
+    import datasets  # noqa: F401 - imported first: its config copies the hub's offline flag at import
+    import huggingface_hub.constants
+
+    from green_profiles.plans import PlannedRun
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty-datasets")
+    paper = RunConfig(model="pythia-14m", corpus="paper-gutenberg", seq_len=2048, n_windows=1, dtype="float32",
+                      sampler="authors", seed=1234)
+    record = list(describe_plan([PlannedRun(paper, ("coherent_text",))], data_dir=tmp_path))[0]
+    assert (record["model_available"], record["text_available"], record["stored"]) == (False, False, False)
+    assert (record["model_source"], record["text_source"]) == (None, None)
+    assert "offline mode" in record["unavailable"]
+    # The architecture comes from the published config: the kernel time is estimated all the same.
+    assert record["estimated_kernel_s"] > 0 and record["rows"] == 16
+    assert not (tmp_path / "corpora" / "paper-gutenberg.jsonl").exists()  # a plan builds nothing

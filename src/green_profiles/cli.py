@@ -247,8 +247,7 @@ def _plan_table(records: Sequence[dict]) -> str:
     import pandas as pd
 
     def here(record: dict) -> str:
-        return {(True, True): "yes", (True, False): "no text", (False, True): "no model"}.get(
-            (record["model_available"], record["text_available"]), "neither")
+        return f"{record['model_source'] or 'none'}/{record['text_source'] or 'none'}"
 
     def hours(seconds: float | None) -> str:
         return "?" if seconds is None else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
@@ -256,7 +255,7 @@ def _plan_table(records: Sequence[dict]) -> str:
     table = pd.DataFrame([{
         "model": record["model"], "corpus": record["corpus"], "shuffle": record["shuffle"], "L": record["seq_len"],
         "windows": record["n_windows"], "rows": record["rows"], "dtype": record["dtype"],
-        "stored": record["stored_match"] or "no", "here": here(record),
+        "stored": record["stored_match"] or "no", "model/text from": here(record),
         "kernel time": "stored" if record["stored"] else hours(record["estimated_kernel_s"]),
         "notebooks": ", ".join(record["notebooks"]),
     } for record in records])

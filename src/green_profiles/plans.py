@@ -161,33 +161,46 @@ def settings_plan(settings: str, *, notebooks: Sequence[str] = NOTEBOOKS, source
 
 
 class _Inputs:
-    """What this machine has of each model and corpus, each looked up once per plan."""
+    """What this machine has of each model and corpus, each looked up once per plan.
+
+    A dry run must not download: corpora are read from local files and caches only
+    (a hub corpus that is not cached counts as available when the hub can be reached,
+    and is then not loaded); models are only resolved to their files or commit.
+    """
 
     def __init__(self, data_dir: Path | None) -> None:
         self.data_dir = data_dir
-        self._corpora: dict[tuple[str, str], Any] = {}
-        self._models: dict[tuple[str, str | None], Any] = {}
+        self._corpora: dict[tuple[str, str], tuple[Any, str | None]] = {}
+        self._models: dict[tuple[str, str | None], tuple[Any, str | None]] = {}
 
-    def documents(self, corpus: str, split: str) -> Any:
-        """The loaded documents, or the error that says why they cannot be had here."""
-        from green_profiles.corpora import CorpusUnavailableError, load_corpus
+    def documents(self, corpus: str, split: str) -> tuple[Any, str | None]:
+        """``(documents or the error saying why they are not here, where they come from)``: the
+        source is ``"local"``, ``"hub"`` (reachable, not downloaded yet) or ``None``."""
+        from green_profiles import hub
+        from green_profiles.corpora import HUB_CORPORA, CorpusUnavailableError, load_corpus
 
         if (corpus, split) not in self._corpora:
             try:
-                self._corpora[(corpus, split)] = load_corpus(corpus, data_dir=self.data_dir, split=split)
+                with hub.cache_only():
+                    found = load_corpus(corpus, data_dir=self.data_dir, split=split), "local"
             except (CorpusUnavailableError, FileNotFoundError) as error:
-                self._corpora[(corpus, split)] = error
+                reachable = corpus in HUB_CORPORA and hub.offline_reason() is None
+                found = error, "hub" if reachable else None
+            self._corpora[(corpus, split)] = found
         return self._corpora[(corpus, split)]
 
-    def model(self, name: str, revision: str | None) -> Any:
-        """The model's location, or the error that says why it cannot be had here."""
+    def model(self, name: str, revision: str | None) -> tuple[Any, str | None]:
+        """``(the model's location or the error, where it comes from)``: ``"local"`` (a directory or
+        the hub cache), ``"hub"`` (reachable, not downloaded yet) or ``None``."""
         from green_profiles.models import ModelUnavailableError, model_location
 
         if (name, revision) not in self._models:
             try:
-                self._models[(name, revision)] = model_location(name, revision=revision, data_dir=self.data_dir)
+                location = model_location(name, revision=revision, data_dir=self.data_dir)
+                found = location, "local" if location.directory is not None or location.cached else "hub"
             except (ModelUnavailableError, FileNotFoundError) as error:
-                self._models[(name, revision)] = error
+                found = error, None
+            self._models[(name, revision)] = found
         return self._models[(name, revision)]
 
 
@@ -198,9 +211,13 @@ def describe_plan(plan: Sequence[PlannedRun], *, data_dir: Path | None = None,
     estimated kernel time on ``device`` in seconds (:mod:`green_profiles.costs`; ``None`` where the
     architecture is unknown or the dtype cannot run there).
 
-    ``stored_match`` is ``"exact"`` when the model and text are here and a run with the same key
-    (settings and provenance) is stored; ``"settings"`` when they are not here but a run of the same
-    settings is (what a measurement would then serve); ``None`` when nothing usable is stored.
+    ``model_source`` and ``text_source`` say where the inputs would come from: ``"local"`` (files or
+    caches here), ``"hub"`` (reachable, not downloaded; nothing is downloaded by a plan) or ``None``
+    (not to be had: ``unavailable`` says why).
+
+    ``stored_match`` is ``"exact"`` when the text is here and a run with the same key (settings and
+    provenance) is stored; ``"settings"`` when the inputs are not here but a run of the same settings
+    is (what a measurement would then serve); ``None`` when nothing usable is stored.
     """
     from green_profiles import costs
     from green_profiles.corpora import corpus_checksum
@@ -219,12 +236,11 @@ def describe_plan(plan: Sequence[PlannedRun], *, data_dir: Path | None = None,
     for planned in plan:
         config = planned.config.resolved()
         dtype = resolve_dtype(config.dtype, target, checkpoint_dtype(config.model), check=False)
-        documents = inputs.documents(config.corpus, config.split)
-        location = inputs.model(config.model, config.revision)
-        text_here, model_here = not isinstance(documents, Exception), not isinstance(location, Exception)
+        documents, text_source = inputs.documents(config.corpus, config.split)
+        location, model_source = inputs.model(config.model, config.revision)
         settings = settings_key(config, target)
         match, key = None, None
-        if text_here and model_here:
+        if text_source == "local" and model_source is not None:
             weights, tokenizer = model_fingerprint(config.model, revision=config.revision, data_dir=data_dir)
             key = run_key(config, Provenance(corpus_checksum(documents), weights, tokenizer, RESULTS_VERSION), target)
             match = "exact" if any(metadata["key"] == key for metadata in stored) else None
@@ -249,10 +265,12 @@ def describe_plan(plan: Sequence[PlannedRun], *, data_dir: Path | None = None,
             "stored_match": match,
             "key": key,
             "settings_key": settings,
-            "model_available": model_here,
-            "text_available": text_here,
-            "unavailable": "; ".join(str(item).split(". ")[0] for item in (location, documents)
-                                     if isinstance(item, Exception)) or None,
+            "model_available": model_source is not None,
+            "model_source": model_source,
+            "text_available": text_source is not None,
+            "text_source": text_source,
+            "unavailable": "; ".join(str(item).split(". ")[0] for item, source in
+                                     ((location, model_source), (documents, text_source)) if source is None) or None,
             "estimated_kernel_s": None if estimate is None else round(estimate, 1),
             "throughput_source": None if rates[dtype] is None else rates[dtype][1],
             "device": device_name,
