@@ -2,7 +2,10 @@
 
 from green_profiles.jacobian import (
     NonFiniteGradientError,
+    NormCounts,
     ProtocolRows,
+    count_norms,
+    default_seed_exponent,
     gradient_norm_rows,
     logit_gradient_norms,
     predicted_tokens,
@@ -15,7 +18,10 @@ from green_profiles.precision import resolve_device, resolve_dtype
 
 __all__ = [
     "NonFiniteGradientError",
+    "NormCounts",
     "ProtocolRows",
+    "count_norms",
+    "default_seed_exponent",
     "gradient_norm_rows",
     "logit_gradient_norms",
     "predicted_tokens",

@@ -28,6 +28,16 @@ Three ways to run the backward passes (``method``), all exact:
 Work that no requested source needs is skipped: positions right of the last
 target are cut off, and with ``min_source > 0`` the prefix left of it runs once
 without gradients and is reused as a key/value cache (``skip_prefix``).
+
+Half precision. Every method seeds its backward pass with ``2**k`` instead of 1
+and divides the float32 norms by ``2**k`` (:func:`default_seed_exponent`: ``k = 8``
+in float16, 0 otherwise). A power of two only shifts exponents, so away from the
+ends of the dtype's range this is exact, and it lifts the small gradients of a
+float16 backward out of the subnormal range where they would lose their digits
+or flush to zero. A row that overflows with the scaled seed is measured again
+unscaled. Norms are accumulated in float32 whatever the model's dtype, and
+:func:`count_norms` counts the zero and non-finite norms that a median would
+otherwise drop silently.
 """
 
 from __future__ import annotations
@@ -43,14 +53,31 @@ import torch
 from torch import Tensor, nn
 
 from green_profiles.precision import check_dtype_for_device
+from green_profiles.values import NormCounts, count_norms  # noqa: F401  (the kernel's counts, re-exported)
 
 Method = Literal["auto", "loop", "vmap", "replicate"]
 METHODS: tuple[str, ...] = ("loop", "vmap", "replicate")
 DEFAULT_MEMORY_BUDGET_BYTES = 2 * 1024**3
 
+# float16's normal range is [2**-14, 65504 < 2**16]; below it, subnormals keep fewer digits down to
+# 2**-24, and anything smaller is zero. The backward pass of a unit seed sits low in that range: for
+# SmolLM2-135M at L = 512 (run in bfloat16 on a CPU, whose exponent range shows the magnitudes a float16
+# pass would have to hold) the largest half-precision entry of the whole backward was ~39 (2**5.3), while
+# 36-39% of its nonzero entries lay below 2**-14 and 1.3-1.7% below 2**-24. A seed of 2**8 keeps the
+# largest entry 6.6x below float16's maximum and cuts those shares to 3.0-3.5% and 0.07-0.08%. Rows
+# that overflow anyway are measured again unscaled. bfloat16 and float32 have float32's exponent range
+# (down to 2**-126): nothing there comes near its ends, and a power of two cannot change rounding
+# relative to a value, so they are not scaled (k = 0 keeps their results bitwise as before).
+_SEED_EXPONENTS: dict[torch.dtype, int] = {torch.float16: 8}
+
 
 class NonFiniteGradientError(ValueError):
     """A gradient norm came out NaN or infinite (overflow, or a broken model)."""
+
+
+def default_seed_exponent(dtype: torch.dtype) -> int:
+    """``k`` of the seed cotangent ``2**k`` the kernel uses for a model in ``dtype``: 8 in float16, else 0."""
+    return _SEED_EXPONENTS.get(dtype, 0)
 
 
 @dataclass(frozen=True)
@@ -89,6 +116,7 @@ def logit_gradient_norms(
     chunk_size: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     on_nonfinite: Literal["raise", "nan"] = "raise",
+    seed_exponent: int | None = None,
 ) -> Tensor:
     """Gradient norms of selected logits with respect to every input embedding.
 
@@ -112,6 +140,11 @@ def logit_gradient_norms(
         memory_budget_bytes: rough bound on the transient memory of one batched pass.
         on_nonfinite: ``"raise"`` a :class:`NonFiniteGradientError`, or ``"nan"``:
             warn and return NaN in those entries.
+        seed_exponent: ``k`` of the seed cotangent ``2**k`` (the norms are divided
+            by ``2**k``, so the result does not depend on it except through rounding
+            at the ends of the dtype's range); ``None`` is :func:`default_seed_exponent`
+            of the model's dtype. A row that is not finite with ``k > 0`` is measured
+            again with ``k = 0``.
 
     Returns:
         float32 norms (units of logit per unit embedding), ``[T, L]`` for one window
@@ -146,6 +179,7 @@ def logit_gradient_norms(
         chunk_size=chunk_size,
         memory_budget_bytes=memory_budget_bytes,
         on_nonfinite=on_nonfinite,
+        seed_exponent=seed_exponent,
     ).reshape(n_windows, n_targets, ids.shape[1])
     return norms[0] if single else norms
 
@@ -251,6 +285,7 @@ def gradient_norm_rows(
     chunk_size: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     on_nonfinite: Literal["raise", "nan"] = "raise",
+    seed_exponent: int | None = None,
 ) -> Tensor:
     """The kernel on a flat list of rows, each its own (window, target, token).
 
@@ -277,6 +312,7 @@ def gradient_norm_rows(
     plan = dataclasses.replace(plan, offset=min_source if skip_prefix else 0)
     if on_nonfinite not in ("raise", "nan"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'nan', got {on_nonfinite!r}")
+    exponent = _checked_seed_exponent(seed_exponent, head.weight.dtype)
 
     out = torch.zeros(len(rows), ids.shape[1], dtype=torch.float32)
     if len(rows) == 0:
@@ -290,49 +326,91 @@ def gradient_norm_rows(
         chunk_size = _rows_per_chunk(model, plan, method, memory_budget_bytes, embeds.element_size())
     chunk_size = max(1, int(chunk_size))
 
-    norms = out[:, plan.offset : plan.end]
-    if method == "replicate":
-        for start in range(0, len(rows), chunk_size):
-            index = torch.arange(start, min(start + chunk_size, len(rows)))
-            norms[index] = _replicate_chunk(base, head, embeds, prefix_cache, rows.take(index), plan)
-    else:
-        for window in rows.window.unique().tolist():
-            index = torch.nonzero(rows.window == window).flatten()
-            leaf, hidden = _forward_with_grad(base, embeds[window : window + 1], prefix_cache, [window], plan)
-            logits = _selected_logits(head, hidden[0], rows.target[index] - plan.offset, rows.token[index])
-            for start in range(0, len(index), 1 if method == "loop" else chunk_size):
-                part = slice(start, start + (1 if method == "loop" else chunk_size))
-                norms[index[part]] = _pull_back(logits, leaf, part, batched=method == "vmap")
-            del leaf, hidden, logits
+    def pass_rows(index: Tensor, k: int) -> None:
+        out[index, plan.offset : plan.end] = _pass_rows(
+            base, head, embeds, prefix_cache, rows.take(index), plan, method, chunk_size, k)
+
+    pass_rows(torch.arange(len(rows)), exponent)
+    if exponent > 0:
+        # The scaled seed overflowed somewhere in these rows: measure them as an unscaled pass would.
+        overflowed = (~torch.isfinite(out[:, min_source:])).any(1).nonzero().flatten()
+        if len(overflowed):
+            pass_rows(overflowed, 0)
+            warnings.warn(f"{len(overflowed)} of {len(rows)} rows overflowed in {head.weight.dtype} with the "
+                          f"seed scaled by 2**{exponent}; measured them again unscaled", RuntimeWarning,
+                          stacklevel=2)
 
     _check_finite(out[:, min_source:], rows, on_nonfinite)
     out[:, :min_source] = math.nan
     return out
 
 
-def _pull_back(logits: Tensor, leaf: Tensor, part: slice, *, batched: bool) -> Tensor:
-    """Norms ``[C, n]`` of the gradients of ``logits[part]`` with respect to ``leaf`` ``[1, n, d]``."""
+def _checked_seed_exponent(seed_exponent: int | None, dtype: torch.dtype) -> int:
+    """The seed exponent to use: the dtype's default, or a given one whose ``2**k`` is finite in ``dtype``."""
+    if seed_exponent is None:
+        return default_seed_exponent(dtype)
+    if isinstance(seed_exponent, bool) or not isinstance(seed_exponent, int) or seed_exponent < 0:
+        raise ValueError(f"seed_exponent must be a non-negative integer, got {seed_exponent!r}")
+    if 2.0**seed_exponent > torch.finfo(dtype).max:
+        raise ValueError(f"seed_exponent {seed_exponent} is too large for {dtype}: 2**{seed_exponent} overflows")
+    return seed_exponent
+
+
+def _pass_rows(
+    base: nn.Module, head: nn.Linear, embeds: Tensor, prefix_cache: list[tuple[Tensor, Tensor]] | None,
+    rows: _Rows, plan: _Plan, method: str, chunk_size: int, exponent: int,
+) -> Tensor:
+    """Float32 norms ``[R, end - offset]`` of ``rows`` with the seed cotangent ``2**exponent``, unscaled."""
+    norms = torch.zeros(len(rows), plan.end - plan.offset, dtype=torch.float32)
+    if method == "replicate":
+        for start in range(0, len(rows), chunk_size):
+            index = torch.arange(start, min(start + chunk_size, len(rows)))
+            norms[index] = _replicate_chunk(base, head, embeds, prefix_cache, rows.take(index), plan, exponent)
+        return norms
+    for window in rows.window.unique().tolist():
+        index = torch.nonzero(rows.window == window).flatten()
+        leaf, hidden = _forward_with_grad(base, embeds[window : window + 1], prefix_cache, [window], plan)
+        logits = _selected_logits(head, hidden[0], rows.target[index] - plan.offset, rows.token[index])
+        for start in range(0, len(index), 1 if method == "loop" else chunk_size):
+            part = slice(start, start + (1 if method == "loop" else chunk_size))
+            norms[index[part]] = _pull_back(logits, leaf, part, batched=method == "vmap", exponent=exponent)
+        del leaf, hidden, logits
+    return norms
+
+
+def _pull_back(logits: Tensor, leaf: Tensor, part: slice, *, batched: bool, exponent: int = 0) -> Tensor:
+    """Norms ``[C, n]`` of the gradients of ``logits[part]`` with respect to ``leaf`` ``[1, n, d]``.
+
+    The backward starts from the seed ``2**exponent`` and the norms are divided by it again.
+    """
     if not batched:
-        (grad,) = torch.autograd.grad(logits[part].sum(), leaf, retain_graph=True)
-        return _norm_over_embedding(grad)
+        summed = logits[part].sum()
+        (grad,) = torch.autograd.grad(summed, leaf, grad_outputs=_seed(summed, exponent), retain_graph=True)
+        return _norm_over_embedding(grad, exponent)
     chosen = torch.arange(len(logits), device=logits.device)[part]
     basis = torch.zeros(len(chosen), len(logits), dtype=logits.dtype, device=logits.device)
-    basis[torch.arange(len(chosen)), chosen] = 1
+    basis[torch.arange(len(chosen)), chosen] = 2.0**exponent
     (grad,) = torch.autograd.grad(logits, leaf, grad_outputs=basis, retain_graph=True, is_grads_batched=True)
-    return _norm_over_embedding(grad[:, 0])
+    return _norm_over_embedding(grad[:, 0], exponent)
+
+
+def _seed(output: Tensor, exponent: int) -> Tensor | None:
+    """The cotangent ``2**exponent`` of a scalar ``output``; ``None`` (autograd's own 1) when unscaled."""
+    return None if exponent == 0 else torch.full_like(output, 2.0**exponent)
 
 
 def _replicate_chunk(
     base: nn.Module, head: nn.Linear, embeds: Tensor, prefix_cache: list[tuple[Tensor, Tensor]] | None,
-    rows: _Rows, plan: _Plan,
+    rows: _Rows, plan: _Plan, exponent: int = 0,
 ) -> Tensor:
-    """Norms ``[C, n]`` for a chunk of rows run as a batch of window copies, one per row."""
+    """Norms ``[C, n]`` for a chunk of rows run as a batch of window copies, one per row (seed ``2**exponent``)."""
     copies = embeds[rows.window.to(embeds.device)]
     leaf, hidden = _forward_with_grad(base, copies, prefix_cache, rows.window.tolist(), plan)
     batch = torch.arange(len(rows), device=hidden.device)
     logits = (hidden[batch, rows.target - plan.offset] * head.weight[rows.token]).sum(-1)
-    (grad,) = torch.autograd.grad(logits.sum(), leaf)
-    return _norm_over_embedding(grad)
+    summed = logits.sum()
+    (grad,) = torch.autograd.grad(summed, leaf, grad_outputs=_seed(summed, exponent))
+    return _norm_over_embedding(grad, exponent)
 
 
 def _forward_with_grad(
@@ -369,9 +447,17 @@ def _selected_logits(head: nn.Linear, hidden: Tensor, positions: Tensor, tokens:
     return logits
 
 
-def _norm_over_embedding(grad: Tensor) -> Tensor:
-    """L2 norm over the last (embedding) axis, accumulated in float32."""
-    return torch.linalg.vector_norm(grad.float(), dim=-1).cpu()
+def _norm_over_embedding(grad: Tensor, exponent: int = 0) -> Tensor:
+    """L2 norm over the last (embedding) axis, accumulated in float32, divided by ``2**exponent``.
+
+    The gradient is converted to float32 before squaring: squares of half-precision
+    values leave its range long before the values themselves do. Dividing a float32
+    number by a power of two is exact (short of float32's own subnormals).
+    """
+    norms = torch.linalg.vector_norm(grad.float(), dim=-1)
+    if exponent:
+        norms = norms * 2.0**-exponent
+    return norms.cpu()
 
 
 def _check_finite(out: Tensor, rows: _Rows, on_nonfinite: str) -> None:

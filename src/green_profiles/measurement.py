@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from green_profiles.configuration import RunConfig
+from green_profiles.configuration import SELECTIONS, RunConfig
 from green_profiles.precision import device_description, resolve_device
 from green_profiles.profiles import ProfileRun, load_run
 from green_profiles.provenance import Provenance, run_key, run_provenance, settings_key
@@ -42,8 +42,12 @@ from green_profiles.store import (
     stored_metadata,
     write_run,
 )
+from green_profiles.values import count_norms
 
 FLUSH_SECONDS = 60.0
+# A run warns when more than this share of its norms at the grid points is exactly zero: values the
+# profiles and fits leave out without a trace (underflow, e.g. in a half-precision backward pass).
+ZERO_NORM_WARNING_FRACTION = 1e-3
 
 
 def run_profile(
@@ -229,12 +233,17 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
         **{name: np.stack([w[name] for w in per_window]) for name in per_window[0]},
     }
     timings["kernel_s"] = kernel_seconds
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    # Every grid point is a source at or left of its target and right of the buffer, so each of these
+    # norms is positive in exact arithmetic: a zero is underflow, and a NaN a failed gradient.
+    norm_counts = {selection: count_norms(arrays[f"{selection}_raw"]).summed() for selection in SELECTIONS}
     metadata = {
         "key": key,
         "settings_key": settings_key(config, device),
         "config": config.to_dict(),
         "provenance": provenance.to_dict(),
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "dtype": dtype,
+        "norm_counts": norm_counts,
         "n_rows": int(len(windows) * len(targets)),
         "n_windows_resumed": len(windows) - len(pending),
         "backward_rows_this_session": backward_rows,
@@ -252,7 +261,29 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
     table = _row_table(arrays, documents, tokenizer)
     final = write_run(store, key, arrays, table, metadata)
     shutil.rmtree(partial, ignore_errors=True)
+    warn_on_lost_norms(f"run {key} ({config.model}, {config.corpus}, L={config.seq_len}, {dtype})", norm_counts)
     return load_run(final)
+
+
+def warn_on_lost_norms(run: str, norm_counts: Mapping[str, Mapping[str, int]],
+                       threshold: float = ZERO_NORM_WARNING_FRACTION) -> None:
+    """One warning line when a run lost more than ``threshold`` of its norms to zeros, or any to NaN/inf.
+
+    Args:
+        run: how the warning names the run.
+        norm_counts: per selection, ``{"zero": ..., "non_finite": ..., "total": ...}`` over the grid points.
+        threshold: the largest share of zero norms that passes silently.
+    """
+    lost = []
+    for selection, counts in norm_counts.items():
+        total = counts["total"] or 1
+        if counts["zero"] / total > threshold:
+            lost.append(f"{counts['zero'] / total:.2%} of the {selection} norms are exactly zero")
+        if counts["non_finite"]:
+            lost.append(f"{counts['non_finite'] / total:.2%} of the {selection} norms are not finite")
+    if lost:
+        warnings.warn(f"{run}: {'; '.join(lost)} (of those at the grid points); profiles and fits leave "
+                      "them out", RuntimeWarning, stacklevel=3)
 
 
 def _row_table(arrays: Mapping[str, np.ndarray], documents: Sequence[Any], tokenizer: Any) -> Any:

@@ -24,7 +24,7 @@ import numpy as np
 
 from green_profiles.configuration import SELECTIONS, RunConfig, Selection
 from green_profiles.store import CorruptRunError, read_checked, runs_directory, stored_metadata
-from green_profiles.values import valid_mask
+from green_profiles.values import NormCounts, count_norms, valid_mask
 
 _STATISTICS = ("median", "mean", "trimmed_mean", "q10", "q25", "q75", "q90")
 # With fewer documents than this a document bootstrap has too few units to resample; windows are used.
@@ -115,6 +115,14 @@ class ProfileRun:
         _check_selection(selection)
         values = self.arrays[f"{selection}_raw"]
         return values.reshape(-1, values.shape[-1])
+
+    def norm_counts(self, selection: Selection = "pred") -> NormCounts:
+        """Zero and non-finite raw norms per row, ``[n_rows]`` each, over the grid points.
+
+        Each grid point is a causal source, so every one of these norms should be
+        positive; the run's totals are in its metadata (``"norm_counts"``) too.
+        """
+        return count_norms(self.raw(selection))
 
     def normalized(self, selection: Selection = "pred") -> np.ndarray:
         """Diagonal-normalized rows ``Ĝ(j, r) = G(j, r) / G(j, 0)``, ``[n_rows, n_r]`` float64.

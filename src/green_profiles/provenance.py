@@ -36,7 +36,9 @@ from green_profiles.precision import resolve_device, resolve_dtype
 # older version are then measured anew instead of being served (they stay on disk; delete data/runs
 # to reclaim the space). Changes of speed, of fits or of figures do not count: they do not touch
 # stored arrays.
-RESULTS_VERSION = 2
+# 3: float16 runs seed their backward pass with 2**8 (jacobian.default_seed_exponent), which moves their
+#    norms by rounding; float32 and bfloat16 runs are bitwise as in 2. Runs record their norm_counts.
+RESULTS_VERSION = 3
 
 # Files of a model directory that hold (or shape) the weights; every other file belongs to the tokenizer.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt")
