@@ -11,7 +11,10 @@ Prints:
   ``r >= 1``: its largest and its median value;
 - per row, the largest relative difference of ``Ĝ`` over ``r >= 1``: its median and its
   worst value over the rows (``pred`` rows only where both runs measured the same token);
-- ``p`` of the power law with floor fitted to the median ``pred`` profile, in both runs.
+- the same median-profile difference for ``pred`` over only the rows whose top-1 token
+  agrees (with few rows, one flipped token can move a median to a neighbouring order statistic);
+- ``p`` of the power law with floor fitted to the median ``pred`` profile, in both runs, and
+  the float32 run's bootstrap 95% interval of ``p`` (200 document resamples) to compare with.
 
 Defaults are the book's ``default`` settings (notebooks/settings.yml: SmolLM2-135M on
 ``gutenberg``, L = 512, target stride 8, so 4 targets per window) with fewer windows:
@@ -34,7 +37,7 @@ import numpy as np
 from green_profiles.configuration import SELECTIONS, RunConfig
 from green_profiles.locations import default_data_dir
 from green_profiles.measurement import run_profile
-from green_profiles.profiles import ProfileRun
+from green_profiles.profiles import ProfileRun, aggregate_rows
 
 
 def relative_difference(got: np.ndarray, want: np.ndarray) -> np.ndarray:
@@ -45,10 +48,15 @@ def relative_difference(got: np.ndarray, want: np.ndarray) -> np.ndarray:
         return np.where(usable, np.abs(got / want - 1.0), np.nan)
 
 
-def profile_difference(reference: ProfileRun, half: ProfileRun, selection: str) -> tuple[float, int, float]:
-    """Largest relative difference of the median profile over ``r >= 1``, its distance, and the median one."""
-    want = reference.profile(selection)["median"].to_numpy()[1:]
-    got = half.profile(selection)["median"].to_numpy()[1:]
+def profile_difference(reference: ProfileRun, half: ProfileRun, selection: str,
+                       rows: np.ndarray | None = None) -> tuple[float, int, float]:
+    """Largest relative difference of the median profile over ``r >= 1``, its distance, and the median one.
+
+    ``rows`` (``[n_rows]`` bool) restricts both profiles to those rows.
+    """
+    keep = slice(None) if rows is None else rows
+    want = aggregate_rows(reference.normalized(selection)[keep], reference.distances)["median"].to_numpy()[1:]
+    got = aggregate_rows(half.normalized(selection)[keep], half.distances)["median"].to_numpy()[1:]
     difference = relative_difference(got, want)
     worst = int(np.nanargmax(difference))
     return float(difference[worst]), int(reference.distances[1:][worst]), float(np.nanmedian(difference))
@@ -118,6 +126,10 @@ def main() -> None:
     for selection in SELECTIONS:
         worst, at, median = profile_difference(reference, half, selection)
         print(f"  {selection}: max {worst:.3%} (at r = {at}), median {median:.3%}")
+    same = (reference.arrays["pred_tokens"] == half.arrays["pred_tokens"]).reshape(-1)
+    worst, at, median = profile_difference(reference, half, "pred", same)
+    print(f"  pred, the {int(same.sum())} rows with the same top-1 token: max {worst:.3%} (at r = {at}), "
+          f"median {median:.3%}")
     print("per row, max over r >= 1 of the relative difference of Ĝ; over rows:")
     for selection in SELECTIONS:
         per_row = row_differences(reference, half, selection)
@@ -125,6 +137,8 @@ def main() -> None:
               f"({int(np.isfinite(per_row).sum())} rows compared)")
     p_reference, p_half = power_floor_p(reference), power_floor_p(half)
     print(f"p (power law with floor, pred median profile): float32 {p_reference}, {dtype} {p_half}")
+    low, high = reference.bootstrap("pred", n_boot=200, seed=0).intervals["p_power_floor"]
+    print(f"  float32 bootstrap 95% interval of p (200 resamples): [{low:.4f}, {high:.4f}]")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 :func:`run_profile` samples the windows, runs the kernel for both token selections
 of the protocol (``"pred"``: the model's argmax prediction, the paper's main
 figures; ``"true"``: the observed next token) and keeps, for every (window,
-target) row, the raw norms ``G(j, r)`` at the grid distances. A run that is
+target) row, the raw norms ``G(j, r)`` at the grid distances, and records how
+many of them came out exactly zero or not finite (``norm_counts`` in its
+metadata; a warning above :data:`ZERO_NORM_WARNING_FRACTION` zeros). A run that is
 already stored under the same key (settings and provenance, see
 :mod:`green_profiles.provenance`) is loaded instead; an interrupted one resumes
 from its flushed windows.
