@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from green_profiles.cli import _parser, config_arguments, config_from_args
 from green_profiles.configuration import PRESETS
 from green_profiles.measurement import device_seconds, run_profile
 from green_profiles.profiles import load_run
+from green_profiles.store import key_lock, waiting_message
 
 SOURCE = Path(distributed.__file__).resolve().parents[1]
 
@@ -117,10 +119,24 @@ def test_a_sharded_run_stores_what_one_process_stores(tiny_setup, tmp_path, work
     config = tiny_config(tiny_setup, n_windows=5)
     reference = single_process_run(config, tmp_path / "single")
     command = torchrun("-m", "green_profiles", "--data-dir", str(tmp_path / "sharded"), "run",
-                       *config_arguments(config), "--bootstrap", "0", "--no-progress")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=worker_environment)
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert done.stdout.count("stored in ") == 1, "one report, from rank 0"
+                       *config_arguments(config), "--bootstrap", "0")
+    # Another process holds the key's lock at first: the job waits for it (its ranks polling in short rounds,
+    # so none runs into a timeout), then measures.
+    with key_lock(tmp_path / "sharded" / "runs", reference.key):
+        job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=worker_environment)
+        stderr: list[str] = []
+        reader = threading.Thread(target=lambda: [stderr.append(line) for line in job.stderr], daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 180
+        while not any(waiting_message(reference.key) in line for line in stderr) and time.monotonic() < deadline:
+            assert job.poll() is None, "".join(stderr)[-4000:]
+            time.sleep(0.05)
+    stdout = job.stdout.read()
+    assert job.wait(timeout=240) == 0, "".join(stderr)[-4000:]
+    reader.join(timeout=30)
+    assert sum(waiting_message(reference.key) in line for line in stderr) == 1, "rank 0 says it once"
+    assert stdout.count("stored in ") == 1, "one report, from rank 0"
 
     sharded = load_run(tmp_path / "sharded" / "runs" / reference.key)
     assert_same_run(reference, sharded)
