@@ -14,6 +14,11 @@ SETTINGS_STAMP := book/experiments/.settings
 PACKAGE := $(shell find src/green_profiles -name '*.py')
 # Notebooks run with their own working directory; the data directory must not depend on it.
 export GREEN_PROFILES_DATA ?= $(CURDIR)/data
+# Processes per run for `make book NPROC=4`: a run the notebooks need that is not stored yet is measured by a
+# torchrun job of NPROC processes (one per GPU; on a CPU, processes with gloo) instead of in the notebook's
+# own process (green_profiles.book.measure_runs reads it). Results are the same, so changing it re-executes nothing.
+NPROC ?= $(or $(GREEN_PROFILES_PROCESSES),1)
+export GREEN_PROFILES_PROCESSES := $(NPROC)
 # What the notebooks need prepared first (the offline corpora and SmolLM2); the rehearsal needs none of it.
 PREPARE ?= data
 # The rehearsal's own data directory (its runs and the authors' file built from stand-in text) and hub cache.

@@ -1,7 +1,8 @@
 """Helpers of the book's notebooks: how a notebook gets its runs, and how results read on a page.
 
 :func:`measure_runs` gets a notebook's planned runs (measured once, then read
-from the store); :func:`summary_table`, :func:`verdict_list`,
+from the store; with ``make book NPROC=N``, each run not stored is measured by N
+processes: :mod:`green_profiles.distributed`); :func:`summary_table`, :func:`verdict_list`,
 :func:`compare_with_paper` and :func:`corpus_family` turn run summaries into
 tables, lists and the words the summary page pastes in.
 """
@@ -9,6 +10,7 @@ tables, lists and the words the summary page pastes in.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from green_profiles.profiles import ProfileRun
 
 K = TypeVar("K")
+# Processes that measure each run not yet stored (make book NPROC=N sets it).
+PROCESSES_VARIABLE = "GREEN_PROFILES_PROCESSES"
 
 
 class PlainText(str):
@@ -32,12 +36,37 @@ class PlainText(str):
         return str(self)
 
 
-def measure_runs(plan: Mapping[K, RunConfig], device: str = "auto") -> dict[K, ProfileRun]:
+def measure_runs(plan: Mapping[K, RunConfig], device: str = "auto",
+                 processes: int | None = None) -> dict[K, ProfileRun]:
     """Every planned run (:func:`green_profiles.plans.notebook_runs`), by the same keys: read from the
-    store, or measured first where it is not stored (progress goes to the build log)."""
+    store, or measured first where it is not stored (progress goes to the build log).
+
+    Args:
+        plan: role -> configuration.
+        device: where the model runs.
+        processes: measure a run that is not stored with this many processes (a torchrun
+            job: ``run_profile(..., processes=N)``). Default ``$GREEN_PROFILES_PROCESSES``,
+            which ``make book NPROC=N`` sets, else 1: so the notebooks need no parameter of
+            their own, and the number of processes changes no result.
+    """
     from green_profiles.measurement import run_profile
 
-    return {role: run_profile(config, device=device) for role, config in plan.items()}
+    count = processes_from_environment() if processes is None else processes
+    return {role: run_profile(config, device=device, processes=count) for role, config in plan.items()}
+
+
+def processes_from_environment(environ: Mapping[str, str] | None = None) -> int:
+    """``$GREEN_PROFILES_PROCESSES`` as a positive integer, 1 when unset or empty.
+
+    Raises:
+        ValueError: set to anything but a positive integer.
+    """
+    text = (os.environ if environ is None else environ).get(PROCESSES_VARIABLE, "").strip()
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{PROCESSES_VARIABLE} must be a positive integer (processes per run), got {text!r}")
+    return int(text)
 
 
 def role_label(role: Sequence[str], models: Sequence[str]) -> str:

@@ -18,6 +18,11 @@ bootstrap verdict. ``show`` prints the same for a stored run without measuring.
 ``export`` and ``import`` carry stored runs between machines as checksummed
 bundles (:mod:`green_profiles.bundles`).
 
+``run`` works unchanged under torchrun, which splits one run's windows over its
+processes (:mod:`green_profiles.distributed`); only the first rank prints the report:
+
+    torchrun --nproc-per-node 4 -m green_profiles run --preset pythia
+
 Exit status: 0 done; 2 bad input or data that cannot be had (one line on
 stderr: a bad setting, an unknown or unavailable model or corpus, a damaged
 run); 130 interrupted. Anything else is a bug or a machine fault (CUDA out of
@@ -105,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="window-bootstrap replicates for the intervals (0 to skip; default 200)")
     run.add_argument("--recompute", action="store_true", help="measure again even if the run is stored")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--flush-seconds", type=float, default=None, metavar="S",
+                     help="write finished windows to the run's partial store at least every S seconds, so a "
+                          "killed run resumes from them (default 60)")
     run.set_defaults(handler=_run)
 
     show = commands.add_parser("show", help="print a stored run's profile, fits and verdict (no measuring)")
@@ -154,13 +162,28 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return dataclasses.replace(config, **overrides)
 
 
+def config_arguments(config: RunConfig) -> list[str]:
+    """The ``run`` options that give ``config`` back through :func:`config_from_args` (unset fields left out)."""
+    arguments = []
+    for field in dataclasses.fields(RunConfig):
+        value = getattr(config, field.name)
+        if value is None:
+            continue
+        text = ",".join(str(int(r)) for r in value) if field.name == "distances" else str(value)
+        arguments.append(f"--{field.name.replace('_', '-')}={text}")  # one word: a value may start with "-"
+    return arguments
+
+
 def _run(args: argparse.Namespace) -> int:
-    from green_profiles.measurement import run_profile
+    from green_profiles.distributed import world_from_environment
+    from green_profiles.measurement import FLUSH_SECONDS, run_profile
 
     config = config_from_args(args)
+    flush = FLUSH_SECONDS if args.flush_seconds is None else args.flush_seconds
     run = run_profile(config, data_dir=args.data_dir, device=args.device, progress=not args.no_progress,
-                      recompute=args.recompute)
-    _report(run, args.selection, args.bootstrap)
+                      recompute=args.recompute, flush_seconds=flush)
+    if world_from_environment().rank == 0:  # under torchrun, one report, not one per process
+        _report(run, args.selection, args.bootstrap)
     return 0
 
 

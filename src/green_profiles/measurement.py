@@ -9,10 +9,15 @@ metadata; a warning above :data:`ZERO_NORM_WARNING_FRACTION` zeros). A run that 
 already stored under the same key (settings and provenance, see
 :mod:`green_profiles.provenance`) is loaded instead; an interrupted one resumes
 from its flushed windows.
+
+Under ``torchrun`` the processes of the job share one run's windows
+(:mod:`green_profiles.distributed`) and store the run a single process would;
+``run_profile(..., processes=N)`` starts such a job itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -29,7 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from green_profiles import distributed
 from green_profiles.configuration import SELECTIONS, RunConfig
+from green_profiles.distributed import Group, World
 from green_profiles.precision import device_description, resolve_device
 from green_profiles.profiles import ProfileRun, load_run
 from green_profiles.provenance import Provenance, run_key, run_provenance, settings_key
@@ -42,6 +49,7 @@ from green_profiles.store import (
     read_partial,
     runs_directory,
     stored_metadata,
+    waiting_message,
     write_run,
 )
 from green_profiles.values import count_norms
@@ -50,6 +58,8 @@ FLUSH_SECONDS = 60.0
 # A run warns when more than this share of its norms at the grid points is exactly zero: values the
 # profiles and fits leave out without a trace (underflow, e.g. in a half-precision backward pass).
 ZERO_NORM_WARNING_FRACTION = 1e-3
+# How often the first rank of a sharded run tries again for a key's lock held by another process (seconds).
+LOCK_POLL_SECONDS = 2.0
 
 
 def run_profile(
@@ -61,20 +71,31 @@ def run_profile(
     recompute: bool = False,
     kernel_options: Mapping[str, Any] | None = None,
     flush_seconds: float = FLUSH_SECONDS,
+    processes: int = 1,
 ) -> ProfileRun:
     """Load a run from the store, or measure it (resuming a partial one) and store it.
+
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set, more than one process) every
+    process calls this with the same arguments; they split the windows, the first rank
+    stores the run, and all return it (:mod:`green_profiles.distributed`).
 
     Args:
         config: what to measure.
         data_dir: the data directory (default :func:`~green_profiles.locations.default_data_dir`):
             corpora, converted models and ``runs/`` live there.
-        device: where the model runs (not part of the cache key).
-        progress: show a progress bar with rows per second and the time left.
+        device: where the model runs (not part of the cache key). Under torchrun,
+            ``"auto"`` and ``"cuda"`` mean each rank's own GPU, ``cuda:LOCAL_RANK``.
+        progress: show a progress bar with rows per second and the time left (under
+            torchrun: the first rank's, over its share of the windows).
         recompute: ignore a stored result and measure again.
         kernel_options: passed to the kernel (``method``, ``chunk_size``, ...);
             they change speed, not results, and are not part of the key.
         flush_seconds: finished windows are written to the partial directory at
             least this often (and on Ctrl-C), so a killed run loses at most that much work.
+        processes: when the run is not stored, measure it with this many processes on
+            this machine: a torchrun job (``green-profiles run`` under
+            ``python -m torch.distributed.run --nproc-per-node N``), one process per GPU
+            where there are GPUs. 1 (the default) measures here; ignored inside a torchrun job.
 
     Returns:
         the :class:`~green_profiles.profiles.ProfileRun`.
@@ -84,16 +105,19 @@ def run_profile(
             offline without the weights or text, and no run of the same settings stored
             (:func:`stored_without_inputs`).
         ValueError: a bad configuration, a corpus with no document of ``L + 1``
-            tokens, or a window longer than the model's context.
+            tokens, a window longer than the model's context, ranks of a torchrun job
+            that disagree on the key or the windows, or ``kernel_options`` with ``processes > 1``.
         green_profiles.jacobian.NonFiniteGradientError: the model produced inf/NaN gradients.
+        green_profiles.distributed.ShardedRunError: the job started for ``processes > 1`` failed.
     """
-    from green_profiles.corpora import load_corpus
-
-    from green_profiles.corpora import CorpusUnavailableError
+    from green_profiles.corpora import CorpusUnavailableError, load_corpus
     from green_profiles.models import ModelUnavailableError
 
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
     config = config.resolved()
-    target_device = resolve_device(device)
+    world = distributed.world_from_environment()
+    target_device = distributed.rank_device(device, world) if world.sharded else resolve_device(device)
     store = runs_directory(data_dir)
     try:
         documents = load_corpus(config.corpus, data_dir=data_dir, split=config.split)
@@ -104,6 +128,12 @@ def run_profile(
             raise
         return stored
     key = run_key(config, provenance, target_device)
+    options = dict(kernel_options or {})
+    if world.sharded:
+        return _run_sharded(world, config, key, provenance, documents, store, data_dir, target_device,
+                            progress, recompute, options, flush_seconds)
+    if processes > 1:
+        return _launch_sharded(processes, config, key, store, device, progress, recompute, options, flush_seconds)
     with key_lock(store, key, announce=progress):
         if (store / key).exists() and not recompute:
             try:
@@ -115,7 +145,7 @@ def run_profile(
             shutil.rmtree(partial, ignore_errors=True)
         _say_why_anew(store, settings_key(config, target_device), key, provenance)
         return _measure(config, key, provenance, documents, store, data_dir, target_device, progress,
-                        dict(kernel_options or {}), flush_seconds)
+                        options, flush_seconds)
 
 
 def stored_without_inputs(store: Path, settings: str, error: Exception) -> ProfileRun | None:
@@ -146,16 +176,88 @@ def _say_why_anew(store: Path, settings: str, key: str, provenance: Provenance) 
                   file=sys.stderr)
 
 
+def _run_sharded(world: World, config: RunConfig, key: str, provenance: Provenance, documents: Sequence[Any],
+                 store: Path, data_dir: Path | None, device: torch.device, progress: bool, recompute: bool,
+                 kernel_options: dict[str, Any], flush_seconds: float) -> ProfileRun:
+    """This rank's part of a run shared by a torchrun job: every rank returns the stored run."""
+    first = world.rank == 0
+    with distributed.terminate_as_interrupt(), distributed.process_group(world) as group:
+        group.agree("the run key", key)
+        with contextlib.ExitStack() as lock:
+            _lock_for_group(group, store, key, lock, announce=progress)
+            stored: ProfileRun | None = None
+            if first:
+                if (store / key).exists() and not recompute:
+                    try:
+                        stored = load_run(store / key)
+                    except CorruptRunError as error:
+                        warnings.warn(f"{error}; measuring it again", stacklevel=3)
+                if stored is None:
+                    if recompute:
+                        shutil.rmtree(partial_directory(store, key), ignore_errors=True)
+                    _say_why_anew(store, settings_key(config, device), key, provenance)
+            if group.broadcast(stored is not None):
+                return stored if stored is not None else load_run(store / key)
+            return _measure(config, key, provenance, documents, store, data_dir, device, progress and first,
+                            kernel_options, flush_seconds, group=group)
+
+
+def _lock_for_group(group: Group, store: Path, key: str, stack: contextlib.ExitStack, *, announce: bool) -> None:
+    """Rank 0 takes the key's lock into ``stack`` on behalf of all ranks; returns once it holds it.
+
+    It tries without blocking, in rounds that every rank joins: waiting for another
+    process to finish the key (hours, possibly) then never runs into the group's timeout.
+    """
+    said = False
+    while True:
+        held = False
+        if group.rank == 0:
+            try:
+                stack.enter_context(key_lock(store, key, announce=False, wait=False))
+                held = True
+            except BlockingIOError:
+                if announce and not said:
+                    print(waiting_message(key), file=sys.stderr)
+                    said = True
+        if group.broadcast(held):
+            return
+        time.sleep(LOCK_POLL_SECONDS)
+
+
+def _launch_sharded(processes: int, config: RunConfig, key: str, store: Path, device: str | torch.device,
+                    progress: bool, recompute: bool, kernel_options: dict[str, Any],
+                    flush_seconds: float) -> ProfileRun:
+    """The stored run, or a torchrun job of ``processes`` processes measures it first."""
+    from green_profiles.cli import config_arguments
+
+    if (store / key).exists() and not recompute:
+        try:
+            return load_run(store / key)
+        except CorruptRunError:
+            pass  # the job measures it again, and says why
+    if kernel_options:
+        raise ValueError("kernel_options reach only a run measured in this process; "
+                         f"measure with processes=1 to use {', '.join(kernel_options)}")
+    arguments = [f"--data-dir={store.parent}", "run", *config_arguments(config), f"--device={device}",
+                 f"--flush-seconds={float(flush_seconds)!r}", "--bootstrap=0"]
+    arguments += ([] if progress else ["--no-progress"]) + (["--recompute"] if recompute else [])
+    distributed.launch(processes, arguments)
+    if not (store / key).is_dir():  # e.g. the job's processes computed another key (other code or inputs)
+        raise distributed.ShardedRunError(f"the sharded run finished without storing run {key} in {store}")
+    return load_run(store / key)
+
+
 def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Sequence[Any], store: Path,
              data_dir: Path | None, device: torch.device, progress: bool, kernel_options: dict[str, Any],
-             flush_seconds: float) -> ProfileRun:
+             flush_seconds: float, group: Group | None = None) -> ProfileRun:
+    """Measure the pending windows and store the run; with a ``group`` (sharded), this rank's share of them."""
     from tqdm import tqdm
 
     from green_profiles import jacobian
-    from green_profiles.costs import kernel_flops
     from green_profiles.models import load_model
     from green_profiles.windows import sample_windows, sample_windows_as_authors, shuffle_windows, tokenize_documents
 
+    rank, world_size = (0, 1) if group is None else (group.rank, group.world_size)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     model, tokenizer = load_model(config.model, dtype=config.dtype, device=device,
@@ -181,22 +283,35 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
     if windows.ids.max(initial=0) >= n_embeddings:
         raise ValueError(f"the tokenizer of {config.model} produced token id {int(windows.ids.max())}, but the "
                          f"model has only {n_embeddings} embeddings: the tokenizer does not belong to these weights")
+    if group is not None:
+        # A rank that sampled other windows would store its rows under the wrong window indices.
+        group.agree("the sampled windows (SHA-256 of their token ids)", distributed.windows_digest(windows.ids))
 
     targets = config.targets
     distances = np.asarray(config.distances, dtype=np.int64)
     sources = torch.from_numpy(targets[:, None] - distances[None, :])  # [T, n_r] source index per grid point
     partial = partial_directory(store, key)
-    done = read_partial(partial, windows.ids)
+    # Rank 0 alone reads what earlier attempts flushed and tells the others, so that all split one list.
+    done = read_partial(partial, windows.ids) if rank == 0 else {}
     pending = [i for i in range(len(windows)) if i not in done]
+    if group is not None:
+        pending = group.broadcast(pending)
+    mine = distributed.shard(pending, rank, world_size)
+    writer = None if group is None else f"rank{rank}"
     fresh: dict[int, dict[str, np.ndarray]] = {}
     kernel_seconds, backward_rows = 0.0, 0
     last_flush = time.monotonic()
+    description = f"{config.model} {config.corpus} L={config.seq_len} shuffle={config.shuffle}"
+    if group is None:
+        total, initial = len(windows), len(done)
+    else:  # the first rank's own share; the others advance alike
+        total, initial = len(mine), 0
+        description += f" [rank 0 of {world_size}: {len(mine)} of {len(pending)} windows]"
     # Inside a notebook (stderr not a terminal) redraw rarely: papermill --log-output relays each redraw.
-    bar = tqdm(total=len(windows) * len(targets), initial=len(done) * len(targets), unit="row",
-               desc=f"{config.model} {config.corpus} L={config.seq_len} shuffle={config.shuffle}",
+    bar = tqdm(total=total * len(targets), initial=initial * len(targets), unit="row", desc=description,
                disable=not progress, smoothing=0.1, mininterval=0.5 if sys.stderr.isatty() else 20.0)
     try:
-        for index in pending:
+        for index in mine:
             clock = time.perf_counter()
             rows = jacobian.protocol_gradient_norms(model, torch.from_numpy(windows.ids[index]),
                                                     torch.from_numpy(targets), min_source=config.source_min_index,
@@ -215,16 +330,49 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
             if kernel_seconds:
                 bar.set_postfix_str(f"{backward_rows / kernel_seconds:.2f} backward/s", refresh=False)
             if time.monotonic() - last_flush >= flush_seconds:
-                flush_partial(partial, key, windows.ids, fresh)
+                flush_partial(partial, key, windows.ids, fresh, writer=writer)
                 done.update(fresh)
                 fresh = {}
                 last_flush = time.monotonic()
     finally:
         bar.close()
         # Windows finished before an interruption are kept for the next attempt.
-        flush_partial(partial, key, windows.ids, fresh)
+        flush_partial(partial, key, windows.ids, fresh, writer=writer)
         done.update(fresh)
 
+    session = {"rank": rank, "windows": mine, "kernel_s": kernel_seconds, "backward_rows": backward_rows,
+               "host": socket.gethostname(), "pid": os.getpid(), "device": str(device)}
+    sessions = [session] if group is None else group.all_gather(session)
+    if rank != 0:
+        failure = group.broadcast(None)
+        if failure is not None:
+            raise RuntimeError(failure)
+        return load_run(store / key)
+    try:
+        final = _store_measured(config, key, provenance, documents, store, device, model, tokenizer, windows,
+                                targets, distances, done if group is None else read_partial(partial, windows.ids),
+                                pending, sessions, timings)
+    except Exception as error:
+        if group is not None:  # the other ranks wait for the outcome; tell them instead of leaving them to time out
+            group.broadcast(f"rank 0 could not store run {key}: {error}")
+        raise
+    if group is not None:
+        group.broadcast(None)
+    return load_run(final)
+
+
+def _store_measured(config: RunConfig, key: str, provenance: Provenance, documents: Sequence[Any], store: Path,
+                    device: torch.device, model: Any, tokenizer: Any, windows: Any, targets: np.ndarray,
+                    distances: np.ndarray, done: Mapping[int, Mapping[str, np.ndarray]], pending: Sequence[int],
+                    sessions: Sequence[Mapping[str, Any]], timings: dict[str, float]) -> Path:
+    """Assemble every window's arrays into the run, write it and remove its partial directory."""
+    from green_profiles.costs import kernel_flops
+
+    missing = [i for i in range(len(windows)) if i not in done]
+    if missing:
+        raise RuntimeError(f"windows {missing[:10]}{' ...' if len(missing) > 10 else ''} of run {key} are not in "
+                           f"{partial_directory(store, key)}: every rank of a sharded run must use one data "
+                           "directory (on several machines, a shared file system)")
     per_window = [done[i] for i in range(len(windows))]
     arrays = {
         "distances": distances,
@@ -234,6 +382,8 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
         "start": windows.start,
         **{name: np.stack([w[name] for w in per_window]) for name in per_window[0]},
     }
+    kernel_seconds = device_seconds(sessions)
+    backward_rows = sum(int(session["backward_rows"]) for session in sessions)
     timings["kernel_s"] = kernel_seconds
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     # Every grid point is a source at or left of its target and right of the buffer, so each of these
@@ -248,6 +398,11 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
         "norm_counts": norm_counts,
         "n_rows": int(len(windows) * len(targets)),
         "n_windows_resumed": len(windows) - len(pending),
+        # Which process measured which window in this session (resumed windows are in none).
+        "world_size": len(sessions),
+        "windows_by_rank": [list(session["windows"]) for session in sessions],
+        "ranks": [{name: session[name] for name in ("host", "pid", "device", "kernel_s", "backward_rows")}
+                  for session in sessions],
         "backward_rows_this_session": backward_rows,
         "backward_rows_per_s": backward_rows / kernel_seconds if kernel_seconds else None,
         "rows_per_s": len(pending) * len(targets) / kernel_seconds if kernel_seconds else None,
@@ -262,9 +417,25 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
     }
     table = _row_table(arrays, documents, tokenizer)
     final = write_run(store, key, arrays, table, metadata)
-    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(partial_directory(store, key), ignore_errors=True)
     warn_on_lost_norms(f"run {key} ({config.model}, {config.corpus}, L={config.seq_len}, {dtype})", norm_counts)
-    return load_run(final)
+    return final
+
+
+def device_seconds(sessions: Sequence[Mapping[str, Any]]) -> float:
+    """Kernel time of a run in device-seconds, from each process' ``host``, ``device`` and ``kernel_s``.
+
+    Processes on one device (the CPU of one host, or one GPU) ran at the same time and
+    shared it: that device was busy for the longest of their times. Separate devices
+    add up. So a run's ``kernel_flops`` over this is the throughput of one device, as
+    for a single process, whatever the number of processes (the plans' time estimates
+    divide by it).
+    """
+    busy: dict[tuple[str, str], float] = {}
+    for session in sessions:
+        where = (str(session["host"]), str(session["device"]))
+        busy[where] = max(busy.get(where, 0.0), float(session["kernel_s"]))
+    return sum(busy.values())
 
 
 def warn_on_lost_norms(run: str, norm_counts: Mapping[str, Mapping[str, int]],

@@ -118,11 +118,13 @@ def remove_staging(directory: Path, name: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+def exclusive_lock(path: Path, *, on_wait: Callable[[], None] | None = None, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive advisory lock on the file ``path`` (created if missing) for the block.
 
     Blocks until every other holder has let go; ``on_wait`` is called once first when
-    another holder has it (to tell the user why nothing happens). POSIX ``flock``;
+    another holder has it (to tell the user why nothing happens). With ``wait=False``
+    it raises ``BlockingIOError`` at once instead (for callers that must stay
+    responsive while they wait, such as the first rank of a sharded run). POSIX ``flock``;
     where it does not exist (Windows) there is no lock, and the atomic renames still
     keep every file whole.
     """
@@ -137,6 +139,8 @@ def exclusive_lock(path: Path, *, on_wait: Callable[[], None] | None = None) -> 
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                raise
             if on_wait is not None:
                 on_wait()
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -21,10 +21,11 @@ Guarantees:
   renames it aside first, so no reader ever sees a half-deleted run.
 - One process at a time measures and writes a key: :func:`key_lock` holds an
   exclusive lock on ``runs/.locks/<key>.lock``; a second process asking for the
-  same key waits and then loads what the first stored.
+  same key waits and then loads what the first stored. (The ranks of a sharded run,
+  :mod:`green_profiles.distributed`, count as one: their first rank holds the lock.)
 - While a run is under way, finished windows are flushed as part files to
-  ``<key>.partial/`` (each part written atomically), so even a hard kill loses at
-  most the windows since the last flush.
+  ``<key>.partial/`` (each part written atomically; each rank of a sharded run
+  writes its own), so even a hard kill loses at most the windows since the last flush.
 """
 
 from __future__ import annotations
@@ -56,17 +57,23 @@ def runs_directory(data_dir: Path | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def key_lock(store: Path, key: str, *, announce: bool = True) -> Iterator[None]:
+def key_lock(store: Path, key: str, *, announce: bool = True, wait: bool = True) -> Iterator[None]:
     """Hold the exclusive lock of one run key for the block (measuring, resuming, writing it).
 
-    When another process holds it, says so on stderr (with ``announce``) and waits.
+    When another process holds it, says so on stderr (with ``announce``) and waits;
+    with ``wait=False`` raises ``BlockingIOError`` instead.
     """
     def say_waiting() -> None:
         if announce:
-            print(f"green-profiles: another process is measuring run {key}; waiting for it", file=sys.stderr)
+            print(waiting_message(key), file=sys.stderr)
 
-    with exclusive_lock(Path(store) / _LOCKS / f"{key}.lock", on_wait=say_waiting):
+    with exclusive_lock(Path(store) / _LOCKS / f"{key}.lock", on_wait=say_waiting, wait=wait):
         yield
+
+
+def waiting_message(key: str) -> str:
+    """The line a process prints when another one holds the lock of run ``key``."""
+    return f"green-profiles: another process is measuring run {key}; waiting for it"
 
 
 def write_run(store: Path, key: str, arrays: Mapping[str, np.ndarray], table: Any,
@@ -156,8 +163,14 @@ def partial_directory(store: Path, key: str) -> Path:
 
 
 def flush_partial(partial: Path, key: str, window_ids: np.ndarray,
-                  fresh: Mapping[int, Mapping[str, np.ndarray]]) -> None:
-    """Write finished windows (index -> arrays) as one part file, atomically."""
+                  fresh: Mapping[int, Mapping[str, np.ndarray]], *, writer: str | None = None) -> None:
+    """Write finished windows (index -> arrays) as one part file, atomically.
+
+    A part is named by its first window and its number of windows
+    (``part-000004-000002.npz``), which is unique as long as every window is measured
+    by one writer; ``writer`` (``"rank1"`` for the ranks of a sharded run) is appended
+    to the name, so that the parts of concurrent writers stay apart even if that ever failed.
+    """
     if not fresh:
         return
     partial.mkdir(parents=True, exist_ok=True)
@@ -165,7 +178,8 @@ def flush_partial(partial: Path, key: str, window_ids: np.ndarray,
         atomic_write(partial / "key.json", json.dumps({"key": key}) + "\n")
     indices = np.array(sorted(fresh), dtype=np.int64)
     fields = {name: np.stack([fresh[i][name] for i in indices.tolist()]) for name in next(iter(fresh.values()))}
-    with atomic_file(partial / f"part-{indices[0]:06d}-{len(indices):06d}.npz") as staging:
+    suffix = "" if writer is None else f"-{writer}"
+    with atomic_file(partial / f"part-{indices[0]:06d}-{len(indices):06d}{suffix}.npz") as staging:
         np.savez(staging, indices=indices, window_ids=window_ids[indices], **fields)
 
 
