@@ -18,6 +18,7 @@ from green_profiles.text_statistics import (
     mutual_information_profile,
     rotated_pairs,
     shuffle_token_documents,
+    tokenized_sample,
 )
 
 
@@ -205,6 +206,8 @@ def test_the_fit_stops_where_the_interval_reaches_zero():
     assert fit.fitted.max() <= 32 and fit.cut == "the interval at r = 64 reaches zero"
     limited = fit_mutual_information(synthetic_profile(values, r, noise=0.02, seed=1), r_max=8)
     assert limited.fitted.tolist() == [1, 2, 4, 8]
+    tail = fit_mutual_information(synthetic_profile(values, r, noise=0.02, seed=1), r_min=3)
+    assert tail.fitted.tolist() == [4, 8, 16, 32]
 
 
 def test_shuffled_controls_keep_the_tokens_and_remove_the_order(chain):
@@ -247,5 +250,20 @@ def test_distance_grid_and_token_budget():
     firsts = [int(doc[0]) for doc in kept]
     assert firsts == sorted(firsts)  # in corpus order
     assert len(limit_tokens(many, None, seed=0)) == 50
+    assert len(limit_tokens(many, 5, seed=0)) == 2  # at least two documents, for the half-samples
     with pytest.raises(ValueError, match="at least 2 documents"):
         mutual_information_profile(many[:1], distances=[1], n_half_samples=5)
+
+
+def test_a_tokenized_sample_keeps_what_the_token_budget_keeps():
+    texts = [" ".join(["word"] * (5 + 3 * k)) for k in range(40)]
+
+    def tokenizer(batch, add_special_tokens, verbose):  # one token per word
+        return {"input_ids": [[7] * len(text.split()) for text in batch]}
+
+    everything = tokenized_sample(texts, tokenizer, None, seed=0)
+    assert [len(ids) for ids in everything] == [5 + 3 * k for k in range(40)]
+    for budget in (1, 50, 400):
+        expected = limit_tokens(everything, budget, seed=3)
+        sample = tokenized_sample(texts, tokenizer, budget, seed=3, batch=4)
+        assert [len(ids) for ids in sample] == [len(ids) for ids in expected]

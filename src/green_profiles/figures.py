@@ -236,21 +236,21 @@ def plot_mutual_information(ax: Axes, profile: MutualInformationProfile, fit: Mu
     fitted laws (parameters in the legend).
 
     A log axis cannot show zero or a negative value: values ``<= 0`` are not drawn
-    (the legend counts them), and the band runs down to the bottom of the axis
-    where its lower end is ``<= 0``. Points outside the fitted range are drawn open.
+    (the legend counts them; the line breaks there), and the band is drawn only
+    where the whole interval is above zero. Points outside the fitted range are drawn open.
     """
     r = profile.distances.astype(float)
     value = profile.corrected
     low, high = profile.interval()
     positive = np.isfinite(value) & (value > 0)
-    if np.isfinite(high).any() and positive.any():
-        bottom = 0.3 * float(value[positive].min())  # where a band that reaches zero ends on the log axis
-        shown = np.isfinite(high) & (high > 0)
-        ax.fill_between(r[shown], np.maximum(low[shown], bottom), high[shown], color=color, alpha=0.2, linewidth=0)
+    banded = positive & np.isfinite(low) & (low > 0)
+    if banded.any():
+        ax.fill_between(r, np.where(banded, low, np.nan), np.where(banded, high, np.nan), where=banded,
+                        color=color, alpha=0.2, linewidth=0)
     fitted = np.isin(profile.distances, fit.fitted) if fit is not None else np.ones(r.size, dtype=bool)
     hidden = int((~positive).sum())
     note = f"; {hidden} distances ≤ 0 not drawn" if hidden else ""
-    ax.plot(r[positive & fitted], value[positive & fitted], marker + "-", color=color, markersize=3.5,
+    ax.plot(r, np.where(positive & fitted, value, np.nan), marker + "-", color=color, markersize=3.5,
             linewidth=1.4, label=f"{label}: I(r), 95% interval{note}")
     if (positive & ~fitted).any():
         ax.plot(r[positive & ~fitted], value[positive & ~fitted], marker, color=color, markersize=4,

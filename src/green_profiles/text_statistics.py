@@ -43,8 +43,8 @@ half of the time (mean run of two), the uniform baseline leaves 0.43 bits of
 spurious ``I(16)`` where the exact value is zero; the rotation, whose pairs align
 runs by chance exactly as two unrelated texts would, gives 0.00
 (``tests/test_text_statistics.py``). On the book's corpora the two agree within a
-few thousandths of a bit on Gutenberg and differ by up to a third of ``I`` at large
-``r`` on Wikipedia.
+few thousandths of a bit on Gutenberg; on Wikipedia the rotation gives up to 40% less
+``I`` at large ``r``.
 
 Neither is exact: dependence piles the joint counts onto fewer bins, so dependent
 pairs are less biased than independent ones and subtracting the independent
@@ -113,6 +113,7 @@ __all__ = [
     "mutual_information_profile",
     "rotated_pairs",
     "shuffle_token_documents",
+    "tokenized_sample",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -221,7 +222,7 @@ def mutual_information(first: ArrayLike, second: ArrayLike) -> MutualInformation
 class _DocumentCounts:
     """Counts of values (tokens, or pair codes) per document, for the entropy of any resampled corpus.
 
-    A replicate counts document ``d`` ``w_d`` times, so a bin's count is
+    A replicate counts document ``d`` ``w_d`` times (0 or 1 for a half-sample), so a bin's count is
     ``n_k = sum_d w_d c_dk``, and the entropy needs ``N = sum_k n_k``,
     ``S = sum_k n_k ln n_k`` and the occupied bins ``K``. Most bins (rare values,
     most joint pairs) occur in one document only; for those ``n ln n = w c (ln w + ln c)``
@@ -477,8 +478,7 @@ def mutual_information_profile(
         # Marginal and joint entropies of the real pairs, for the full data and every half at once.
         first_plugin, first_mm = _DocumentCounts(first, document, n_documents).entropies(weights)
         second_plugin, second_mm = _DocumentCounts(second, document, n_documents).entropies(weights)
-        joint_plugin, joint = _DocumentCounts(_joint_codes(first, second, width).astype(np.int64), document,
-                                              n_documents).entropies(weights)
+        joint_plugin, joint = _DocumentCounts(first * width + second, document, n_documents).entropies(weights)
         marginals = first_mm + second_mm
         rng = np.random.default_rng([seed, _STREAM["permutation"], int(r)])
         # Re-pairing keeps both marginals, so only the joint entropy changes.
@@ -540,11 +540,13 @@ def shuffle_token_documents(token_docs: Sequence[ArrayLike], mode: str, seed: in
     return np.split(stream, np.cumsum(lengths)[:-1]) if docs else []
 
 
-def limit_tokens(token_docs: Sequence[ArrayLike], max_tokens: int | None, seed: int) -> list[IntArray]:
+def limit_tokens(token_docs: Sequence[ArrayLike], max_tokens: int | None, seed: int, *,
+                 min_documents: int = 2) -> list[IntArray]:
     """Whole documents in a seeded random order until ``max_tokens`` tokens are reached (all of them if ``None``).
 
-    Documents are never cut: the last one kept may pass the budget. The kept
-    documents stay in their original order.
+    Documents are never cut: the last one kept may pass the budget, and at least
+    ``min_documents`` are kept (half-samples need two), whatever their length. The
+    kept documents stay in their original order.
     """
     docs = [np.asarray(doc, dtype=np.int64) for doc in token_docs]
     if max_tokens is None:
@@ -552,8 +554,38 @@ def limit_tokens(token_docs: Sequence[ArrayLike], max_tokens: int | None, seed: 
     order = np.random.default_rng([seed, _STREAM["limit"]]).permutation(len(docs))
     lengths = np.array([docs[i].size for i in order], dtype=np.int64)
     # Keep documents while the tokens before them are under the budget.
-    kept = order[np.concatenate([[0], np.cumsum(lengths)[:-1]]) < max_tokens]
+    before = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    kept = order[(before < max_tokens) | (np.arange(len(docs)) < min_documents)]
     return [docs[i] for i in sorted(kept)]
+
+
+def tokenized_sample(documents: Sequence[object], tokenizer: object, max_tokens: int | None, seed: int, *,
+                     min_documents: int = 2, batch: int = 16) -> list[IntArray]:
+    """The documents :func:`limit_tokens` keeps, tokenized (no special tokens), without tokenizing the others.
+
+    Tokenizes ``batch`` documents at a time in the same seeded order and stops once
+    the budget is reached, so that a corpus of a thousand books costs only the books
+    it keeps. ``max_tokens = None`` tokenizes everything.
+
+    Returns:
+        token ids per kept document, int64 ``[T_d]`` each, in corpus order.
+    """
+    from green_profiles.windows import tokenize_documents
+
+    if max_tokens is None:
+        return tokenize_documents(documents, tokenizer)
+    order = np.random.default_rng([seed, _STREAM["limit"]]).permutation(len(documents))
+    kept: dict[int, IntArray] = {}
+    total = 0
+    for start in range(0, order.size, batch):
+        if total >= max_tokens and len(kept) >= min_documents:
+            break
+        chosen = order[start:start + batch]
+        for index, ids in zip(chosen, tokenize_documents([documents[i] for i in chosen], tokenizer)):
+            if total < max_tokens or len(kept) < min_documents:
+                kept[int(index)] = ids
+                total += ids.size
+    return [kept[index] for index in sorted(kept)]
 
 
 def level_summary(profile: MutualInformationProfile) -> dict[str, float]:
@@ -590,9 +622,9 @@ def level_summary(profile: MutualInformationProfile) -> dict[str, float]:
 class MutualInformationFit:
     """The decay laws fitted to a corrected ``I(r)``, with document half-sample intervals.
 
-    ``fitted`` are the distances used (tokens): from ``r = 1`` up to the last
-    distance before the first one whose corrected value or lower interval bound is
-    not above zero (a log-space fit needs positive values, and a value whose
+    ``fitted`` are the distances used (tokens): from ``r = 1`` (or ``r_min``) up to
+    the last distance before the first one whose corrected value or lower interval
+    bound is not above zero (a log-space fit needs positive values, and a value whose
     interval reaches zero measures no decay), and at most ``r_max``. ``cut`` says
     why the range ends there. ``bootstrap`` refits every half-sample replicate on the
     same distances (a replicate value ``<= 0`` inside the range is left out of its fit);
@@ -629,12 +661,14 @@ class MutualInformationFit:
         }
 
 
-def fit_mutual_information(profile: MutualInformationProfile, *, r_max: int | None = None) -> MutualInformationFit:
+def fit_mutual_information(profile: MutualInformationProfile, *, r_min: int = 1,
+                           r_max: int | None = None) -> MutualInformationFit:
     """Fit ``c + A (r+1)^-p`` and ``c + A exp(-r/ξ)`` (and ``A (r+1)^-p``) to the corrected ``I(r)`` in log space.
 
     Uses the project's fits (:func:`~green_profiles.fits.fit_decay_models` through
     :func:`~green_profiles.fits.fit_replicates`) over the positive range described
-    in :class:`MutualInformationFit`.
+    in :class:`MutualInformationFit`, starting at the first distance ``>= r_min``
+    (tokens; raise it to fit the tail alone).
 
     Raises:
         ValueError: the profile has no replicates.
@@ -643,15 +677,16 @@ def fit_mutual_information(profile: MutualInformationProfile, *, r_max: int | No
         raise ValueError("fitting needs replicates: measure the profile with n_half_samples >= 1")
     low, _ = profile.interval()
     positive = np.isfinite(profile.corrected) & (profile.corrected > 0) & np.isfinite(low) & (low > 0)
-    bad = np.nonzero(~positive)[0]
+    start = int(np.searchsorted(profile.distances, r_min, side="left"))
+    bad = start + np.nonzero(~positive[start:])[0]
     end = int(bad[0]) if bad.size else profile.distances.size
     cut = (f"the interval at r = {int(profile.distances[end])} reaches zero" if bad.size
            else "up to the largest measured distance")
-    if r_max is not None and end > 0 and profile.distances[end - 1] > r_max:
+    if r_max is not None and end > start and profile.distances[end - 1] > r_max:
         end = int(np.searchsorted(profile.distances, r_max, side="right"))
         cut = f"limited to r ≤ {r_max}"
-    fitted = profile.distances[:end]
-    result = fit_replicates(fitted, profile.corrected[:end], profile.replicates[:, :end],
+    fitted = profile.distances[start:end]
+    result = fit_replicates(fitted, profile.corrected[start:end], profile.replicates[:, start:end],
                             n_groups=profile.n_documents, seed=profile.seed,
                             statistic="mutual information (document half-samples)", group_name="document")
     return MutualInformationFit(fitted=fitted, cut=cut, bootstrap=result, decision=verdict(result))
