@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # Named settings of the book (notebooks/settings.yml): smoke, default, full or paper.
 # (PROFILE=... is still understood, the name these had before.)
 SETTINGS ?= $(or $(PROFILE),default)
-NOTEBOOKS := coherent_text shuffled_tokens random_init model_sweep
+NOTEBOOKS := coherent_text shuffled_tokens random_init model_sweep text_statistics
 EXECUTED := $(NOTEBOOKS:%=book/experiments/%.ipynb)
 SETTINGS_STAMP := book/experiments/.settings
 PACKAGE := $(shell find src/green_profiles -name '*.py')

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from green_profiles.book import (
+    compare_exponents,
     compare_with_paper,
     corpus_family,
     resampling_comparison,
@@ -19,7 +20,7 @@ from green_profiles.book import (
 from green_profiles.configuration import RunConfig
 from green_profiles.execution import execute_notebook, settings_parameters
 
-NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep")
+NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics")
 SETTINGS = Path("notebooks/settings.yml")
 
 
@@ -70,6 +71,14 @@ def test_role_labels_name_the_model_only_when_several_are_measured():
 ])
 def test_exponents_are_placed_against_the_papers_range(p, low, high, expected):
     assert compare_with_paper(p, low, high) == expected
+
+
+def test_exponents_are_compared_by_their_intervals():
+    text = {"p": 2.4, "p_low": 2.3, "p_high": 2.5}
+    assert compare_exponents(text, {"p": 1.0, "p_low": 0.9, "p_high": 1.2}) == "steeper"
+    assert compare_exponents({"p": 0.5, "p_low": 0.4, "p_high": 0.6}, text) == "shallower"
+    assert compare_exponents(text, {"p": 2.0, "p_low": 1.5, "p_high": 2.35}) == "intervals overlap"
+    assert compare_exponents(text, {"p": float("nan"), "p_low": 1.0, "p_high": 2.0}).startswith("no comparison")
 
 
 def test_summary_rows_of_hub_and_offline_corpora_coincide():

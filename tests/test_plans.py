@@ -38,7 +38,8 @@ def test_the_paper_settings_measure_the_papers_runs():
     pythia = runs[("pythia-14m", "paper-gutenberg", "none", 1024)]
     assert pythia.rows == 16_384 and pythia.config.distances == PAPER_DISTANCES[:-1]  # up to 1536
     assert runs[("qwen2.5-0.5b", "paper-gutenberg", "none", 1024)].config.distances == PAPER_DISTANCES  # to 2048
-    assert set(pythia.notebooks) == {"coherent_text", "shuffled_tokens", "random_init", "model_sweep"}
+    assert set(pythia.notebooks) == {"coherent_text", "shuffled_tokens", "random_init", "model_sweep",
+                                     "text_statistics"}
     # Each control on both published runs and both corpora; the sweep on both corpora.
     for model in ("pythia-14m", "qwen2.5-0.5b"):
         for corpus in ("paper-gutenberg", "wikitext-103"):

@@ -3,8 +3,8 @@
 :func:`measure_runs` gets a notebook's planned runs (measured once, then read
 from the store; with ``make book NPROC=N``, each run not stored is measured by N
 processes: :mod:`green_profiles.distributed`); :func:`summary_table`, :func:`verdict_list`,
-:func:`compare_with_paper` and :func:`corpus_family` turn run summaries into
-tables, lists and the words the summary page pastes in.
+:func:`compare_with_paper`, :func:`compare_exponents` and :func:`corpus_family`
+turn run summaries into tables, lists and the words the summary page pastes in.
 """
 
 from __future__ import annotations
@@ -93,6 +93,22 @@ def compare_with_paper(p: float, low: float, high: float, paper: tuple[float, fl
     if high < paper[0]:
         return "shallower than the paper's range"
     return "interval overlaps the paper's range"
+
+
+def compare_exponents(first: Mapping[str, Any], second: Mapping[str, Any]) -> str:
+    """How the exponent ``p`` of one record (``p``, ``p_low``, ``p_high``) stands against another's.
+
+    "steeper" or "shallower" when the two 95% intervals do not overlap, "intervals
+    overlap" when they do, "no comparison" when either has no estimate.
+    """
+    values = [float(record[key]) for record in (first, second) for key in ("p", "p_low", "p_high")]
+    if not all(math.isfinite(value) for value in values):
+        return "no comparison (an exponent is missing)"
+    if first["p_low"] > second["p_high"]:
+        return "steeper"
+    if first["p_high"] < second["p_low"]:
+        return "shallower"
+    return "intervals overlap"
 
 
 def interval_text(record: Mapping[str, Any], key: str, spec: str) -> str:

@@ -1,4 +1,5 @@
-"""Figures of the book: profiles on log-log axes with bands and fits, forest plots, the left-boundary hook.
+"""Figures of the book: profiles on log-log axes with bands and fits, forest plots, the left-boundary hook,
+and the text's own mutual information.
 
 Every function draws into a matplotlib ``Axes`` it is given and returns what it
 fitted, so notebooks stay a few lines long and colours stay the same on every
@@ -17,6 +18,7 @@ from matplotlib.axes import Axes
 from green_profiles.configuration import Selection
 from green_profiles.fits import PAPER_P_RANGE
 from green_profiles.profiles import ProfileRun, source_profile
+from green_profiles.text_statistics import MutualInformationFit, MutualInformationProfile
 from green_profiles.values import valid_mask
 
 CONDITION_COLORS = {
@@ -31,6 +33,8 @@ FIT_STYLES = {"power": ":", "power_floor": "--", "exp_floor": "-."}
 FIT_LABELS = {"power": r"$A(r+1)^{-p}$", "power_floor": r"$c + A(r+1)^{-p}$", "exp_floor": r"$c + A\,e^{-r/\xi}$"}
 PROFILE_YLABEL = r"$\hat G(r) = G(j, r)\,/\,G(j, 0)$   (dimensionless)"
 DISTANCE_XLABEL = "distance r = j − source (tokens)"
+MI_YLABEL = r"mutual information $I(X_t; X_{t+r})$ (bits)"
+MI_XLABEL = "distance r between the two tokens (tokens)"
 # Figures are drawn at about the width of the book's text column (~ 800 px at 110 dpi), so that
 # their text appears at its nominal size on a laptop screen instead of being scaled down.
 PANEL_SIZE = (7.4, 4.6)
@@ -223,3 +227,83 @@ def plot_fit_range(ax: Axes, scan: Any, *, model: str = "power_floor", paper_ban
     ax.set_ylabel(f"fitted p of {FIT_LABELS[model]}\n(± standard error)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
+
+
+def plot_mutual_information(ax: Axes, profile: MutualInformationProfile, fit: MutualInformationFit | None = None, *,
+                            label: str, color: str, fits: Sequence[str] = ("power_floor", "exp_floor"),
+                            marker: str = "o") -> None:
+    """The corrected ``I(r)`` of a text on log-log axes, with its 95% interval band and, given a ``fit``, the
+    fitted laws (parameters in the legend).
+
+    A log axis cannot show zero or a negative value: values ``<= 0`` are not drawn
+    (the legend counts them; the line breaks there), and the band is drawn only
+    where the whole interval is above zero. Points outside the fitted range are drawn open.
+    """
+    r = profile.distances.astype(float)
+    value = profile.corrected
+    low, high = profile.interval()
+    positive = np.isfinite(value) & (value > 0)
+    banded = positive & np.isfinite(low) & (low > 0)
+    if banded.any():
+        ax.fill_between(r, np.where(banded, low, np.nan), np.where(banded, high, np.nan), where=banded,
+                        color=color, alpha=0.2, linewidth=0)
+    fitted = np.isin(profile.distances, fit.fitted) if fit is not None else np.ones(r.size, dtype=bool)
+    hidden = int((~positive).sum())
+    note = f"; {hidden} distances ≤ 0 not drawn" if hidden else ""
+    ax.plot(r, np.where(positive & fitted, value, np.nan), marker + "-", color=color, markersize=3.5,
+            linewidth=1.4, label=f"{label}: I(r), 95% interval{note}")
+    if (positive & ~fitted).any():
+        ax.plot(r[positive & ~fitted], value[positive & ~fitted], marker, color=color, markersize=4,
+                markerfacecolor="white", linestyle="none", label=f"{label}: not fitted")
+    if fit is not None and fit.fitted.size:
+        dense = np.geomspace(float(fit.fitted[0]), float(fit.fitted[-1]), 200)
+        for name in fits:
+            law = fit.table.get(name)
+            if law is None or not law.success:
+                continue
+            ax.plot(dense, law.curve(dense), FIT_STYLES[name], color=color, linewidth=1.2,
+                    label=f"{FIT_LABELS[name]}: {describe_fit(law)}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(MI_XLABEL)
+    ax.set_ylabel(MI_YLABEL)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plot_estimator_bias(ax: Axes, profile: MutualInformationProfile, *, label: str, color: str) -> None:
+    """What the corrections do, on log-log axes: the plug-in and Miller–Madow ``I(r)``, the rotation baseline
+    (the estimate for independent tokens), and the corrected ``I(r)`` with either baseline (bits)."""
+    r = profile.distances.astype(float)
+    curves = [(profile.plugin, ":", "plug-in"), (profile.miller_madow, "--", "Miller–Madow"),
+              (profile.baseline, "-", "baseline: Miller–Madow of re-paired tokens (rotation)"),
+              (profile.permutation_corrected, "-.", "Miller–Madow − uniform-permutation baseline"),
+              (profile.corrected, "o-", "Miller–Madow − rotation baseline (reported)")]
+    for values, style, text in curves:
+        positive = np.isfinite(values) & (values > 0)
+        grey = text.startswith("baseline")
+        ax.plot(r[positive], values[positive], style, color="#6b6b6b" if grey else color, markersize=3,
+                linewidth=1.2, label=f"{label}: {text}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(MI_XLABEL)
+    ax.set_ylabel(MI_YLABEL)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plot_mutual_information_levels(ax: Axes, profiles: Sequence[tuple[str, str, MutualInformationProfile]]) -> None:
+    """Corrected ``I(r)`` with 95% intervals on a linear scale (log ``r``), so that values at and below zero show:
+    for the shuffled controls. ``profiles`` holds ``(label, colour, profile)``."""
+    for index, (label, color, profile) in enumerate(profiles):
+        low, high = profile.interval()
+        # Offset each series a little along r, so that intervals at the same distance do not hide each other.
+        r = profile.distances * (1.0 + 0.06 * (index - (len(profiles) - 1) / 2))
+        value = profile.corrected
+        have = np.isfinite(low) & np.isfinite(high)
+        ax.errorbar(r[have], value[have], yerr=[value[have] - low[have], high[have] - value[have]], fmt="o",
+                    color=color, markersize=3, capsize=2, linewidth=1, label=label)
+        ax.plot(r[~have], value[~have], "o", color=color, markersize=3)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(MI_XLABEL)
+    ax.set_ylabel(MI_YLABEL)
+    ax.grid(True, alpha=0.3)

@@ -101,15 +101,7 @@ def load_model(
     _, random_init = _split_random(name)
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target, checkpoint_dtype(name))
-    # The files the run's provenance names: a directory, or the hub commit the revision resolved to.
-    where = model_location(name, revision=revision, data_dir=data_dir)
-    if where.directory is not None:
-        location, options = str(where.directory), {}
-    else:
-        location, options = str(where.repo_id), {"revision": where.commit}
-        if where.cached:
-            options["local_files_only"] = True
-
+    location, options = _pretrained_source(model_location(name, revision=revision, data_dir=data_dir))
     tokenizer = AutoTokenizer.from_pretrained(location, **options)
     if random_init:
         config = AutoConfig.from_pretrained(location, **options)
@@ -122,6 +114,28 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **options)
     model = model.to(target).eval().requires_grad_(False)
     return model, tokenizer
+
+
+def load_tokenizer(name: str, *, revision: str | None = None, data_dir: Path | None = None) -> object:
+    """The tokenizer :func:`load_model` would return for ``name`` (``@random`` allowed), without loading weights.
+
+    For statistics of the text as a model sees it (:mod:`green_profiles.text_statistics`).
+    """
+    from transformers import AutoTokenizer
+
+    location, options = _pretrained_source(model_location(name, revision=revision, data_dir=data_dir))
+    return AutoTokenizer.from_pretrained(location, **options)
+
+
+def _pretrained_source(where: ModelLocation) -> tuple[str, dict]:
+    """``(location, options)`` for ``from_pretrained``: the files the run's provenance names, a directory
+    or the hub commit the revision resolved to (from the local cache only, when it is there)."""
+    if where.directory is not None:
+        return str(where.directory), {}
+    options: dict = {"revision": where.commit}
+    if where.cached:
+        options["local_files_only"] = True
+    return str(where.repo_id), options
 
 
 def smollm2_directory(data_dir: Path | None = None) -> Path:

@@ -29,7 +29,7 @@ import torch
 
 from green_profiles.configuration import RunConfig, published_run
 
-NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep")
+NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics")
 # What a published run fixes; everything else of a run comes from the notebook's parameters.
 _PUBLISHED_FIELDS = ("seq_len", "target_min", "target_max", "target_stride", "source_min_index", "distances",
                      "sampler", "seed")
@@ -93,6 +93,7 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
             ``(model, "hook", "random init")`` (``hook_windows`` windows, one target at ``L - 1``,
             every distance).
         ``model_sweep``: ``(model, corpus)`` for every model and corpus.
+        ``text_statistics``: the runs of ``coherent_text`` (the model's exponent, set next to the text's).
 
     Raises:
         ValueError: an unknown notebook, or parameters the notebook needs that are missing.
@@ -104,7 +105,7 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
             raise ValueError(f"{notebook} needs the parameter {name!r}")
         return parameters[name]
 
-    if notebook in ("coherent_text", "model_sweep"):
+    if notebook in ("coherent_text", "model_sweep", "text_statistics"):
         return {(model, corpus): settings(model, corpus=corpus)
                 for model in needed("models") for corpus in needed("corpora")}
     if notebook == "shuffled_tokens":

@@ -14,13 +14,13 @@ gradient norms, hence also dimensionless). One module per idea:
     with floor.
 :mod:`~green_profiles.fits.bootstrap`
     Resampling whole windows (or documents) for percentile intervals of ``p``
-    and of the gap (:func:`bootstrap_fits`), and the :class:`Verdict` they
-    support (:func:`verdict`).
+    and of the gap (:func:`bootstrap_fits`; :func:`fit_replicates` for profiles
+    resampled elsewhere), and the :class:`Verdict` they support (:func:`verdict`).
 :mod:`~green_profiles.fits.range_scan`
     How ``p`` moves with the fitted range (:func:`fit_range_scan`).
 """
 
-from green_profiles.fits.bootstrap import BootstrapResult, Verdict, bootstrap_fits, verdict
+from green_profiles.fits.bootstrap import BootstrapResult, Verdict, bootstrap_fits, fit_replicates, verdict
 from green_profiles.fits.fitting import FLAT_LOG_SPREAD, FitResult, FitTable, fit_decay_models, rmse_gap
 from green_profiles.fits.laws import (
     MODEL_FORMULAS,
@@ -46,6 +46,7 @@ __all__ = [
     "bootstrap_fits",
     "fit_decay_models",
     "fit_range_scan",
+    "fit_replicates",
     "model_curve",
     "rmse_gap",
     "verdict",

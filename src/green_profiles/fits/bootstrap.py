@@ -22,7 +22,7 @@ from green_profiles.fits.fitting import FitResult, FitTable, fit_decay_models, r
 from green_profiles.fits.laws import FloatArray
 from green_profiles.values import valid_mask
 
-__all__ = ["BootstrapResult", "Verdict", "Winner", "bootstrap_fits", "verdict"]
+__all__ = ["BootstrapResult", "Verdict", "Winner", "bootstrap_fits", "fit_replicates", "verdict"]
 
 Winner = Literal["power law", "exponential", "undecided", "flat", "failed"]
 
@@ -243,20 +243,76 @@ def bootstrap_fits(
         raise ValueError("rows is empty")
 
     aggregate = _ColumnAggregator(data, statistic)
-    point = fit_decay_models(r_arr, aggregate(np.ones(data.shape[0], dtype=np.int64)), weights)
+    rng = np.random.default_rng(seed)
+    replicate_profiles = np.empty((n_boot, r_arr.size))
+    for b in range(n_boot):
+        drawn = rng.integers(0, n_groups, size=n_groups)
+        group_count = np.bincount(drawn, minlength=n_groups)
+        replicate_profiles[b] = aggregate(group_count[inverse])
+    return fit_replicates(r_arr, aggregate(np.ones(data.shape[0], dtype=np.int64)), replicate_profiles,
+                          n_groups=n_groups, weights=weights, confidence=confidence, seed=seed,
+                          statistic=statistic, group_name=group_name)
+
+
+def fit_replicates(
+    r: ArrayLike,
+    profile: ArrayLike,
+    replicate_profiles: ArrayLike,
+    *,
+    n_groups: int,
+    weights: ArrayLike | None = None,
+    confidence: float = 0.95,
+    seed: int | None = None,
+    statistic: str = "median",
+    group_name: str = "window",
+) -> BootstrapResult:
+    """Fit a profile and its bootstrap replicates, and summarize them as a :class:`BootstrapResult`.
+
+    The fitting half of :func:`bootstrap_fits`, for profiles resampled elsewhere
+    (e.g. the mutual information of :mod:`green_profiles.text_statistics`, whose
+    replicates resample documents). Each replicate is fitted warm-started from the
+    full-data optimum; values that are not valid (:func:`~green_profiles.values.valid_mask`)
+    are left out of that replicate's fit, as in :func:`fit_decay_models`.
+
+    Parameters
+    ----------
+    r:
+        Distances in tokens, shape ``[n_r]``.
+    profile:
+        The full-data profile ``[n_r]`` (positive values; the units of the fitted law).
+    replicate_profiles:
+        One resampled profile per row, shape ``[n_boot, n_r]``.
+    n_groups:
+        How many groups (windows, documents) each replicate resampled; recorded.
+    weights, confidence:
+        As in :func:`bootstrap_fits`.
+    seed, statistic, group_name:
+        Recorded in the result (``statistic`` names what the profile is, e.g. ``"median"``).
+
+    Returns
+    -------
+    A :class:`BootstrapResult` (see :func:`bootstrap_fits`).
+    """
+    r_arr = np.asarray(r, dtype=np.float64).ravel()
+    profiles = np.asarray(replicate_profiles, dtype=np.float64)
+    if profiles.ndim != 2 or profiles.shape[1] != r_arr.size:
+        raise ValueError(f"replicate_profiles must be [n_boot, {r_arr.size}], got shape {profiles.shape}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n_boot = profiles.shape[0]
+    if n_boot < 1:
+        raise ValueError("replicate_profiles has no replicate")
+    point = fit_decay_models(r_arr, profile, weights)
     # Warm start every replicate from the full-data optimum: replicates are small
     # perturbations of it, so this is usually the best start and costs one fit.
     warm = {f.name: f.params for f in point if f.success}
 
-    rng = np.random.default_rng(seed)
     keys = list(_STATISTIC_MODELS)
     replicates = {key: np.full(n_boot, np.nan) for key in keys}
     n_failed = dict.fromkeys(keys, 0)
     n_excluded = dict.fromkeys(keys, 0)
     for b in range(n_boot):
-        drawn = rng.integers(0, n_groups, size=n_groups)
-        group_count = np.bincount(drawn, minlength=n_groups)
-        table = fit_decay_models(r_arr, aggregate(group_count[inverse]), weights, start_params=warm)
+        table = fit_decay_models(r_arr, profiles[b], weights, start_params=warm)
         for key, (value, issue) in _statistics(table).items():
             replicates[key][b] = value
             if issue.startswith("failed"):
