@@ -95,19 +95,25 @@ def plot_profile(
     ax.plot(r, profile["median"], "o-", color=color, markersize=3.5, linewidth=1.6, zorder=4,
             label=f"{label}: median ({run.n_rows} rows)")
     table = run.fit(selection)
-    dense = np.geomspace(r[0], r[-1], 200)
-    for name in fits:
-        fit = table.get(name)
-        if fit is None or not fit.success:
-            continue
-        ax.plot(dense, fit.curve(dense), FIT_STYLES[name], color=color, linewidth=1.3, zorder=3,
-                label=f"{FIT_LABELS[name]}: {describe_fit(fit)}")
+    plot_fitted_laws(ax, table, np.geomspace(r[0], r[-1], 200), fits, color=color, linewidth=1.3, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(DISTANCE_XLABEL)
     ax.set_ylabel(PROFILE_YLABEL)
     ax.grid(True, which="major", alpha=0.3)
     return table
+
+
+def plot_fitted_laws(ax: Axes, table: Any, r: np.ndarray, fits: Sequence[str], *, color: str, linewidth: float,
+                     zorder: float | None = None) -> None:
+    """Draw each successful law of ``fits`` from a fit table over the distances ``r``, its parameters
+    in the legend (a failed or missing fit is left out)."""
+    for name in fits:
+        law = table.get(name)
+        if law is None or not law.success:
+            continue
+        ax.plot(r, law.curve(r), FIT_STYLES[name], color=color, linewidth=linewidth, zorder=zorder,
+                label=f"{FIT_LABELS[name]}: {describe_fit(law)}")
 
 
 def describe_fit(fit: Any) -> str:
@@ -256,13 +262,8 @@ def plot_mutual_information(ax: Axes, profile: MutualInformationProfile, fit: Mu
         ax.plot(r[positive & ~fitted], value[positive & ~fitted], marker, color=color, markersize=4,
                 markerfacecolor="white", linestyle="none", label=f"{label}: not fitted")
     if fit is not None and fit.fitted.size:
-        dense = np.geomspace(float(fit.fitted[0]), float(fit.fitted[-1]), 200)
-        for name in fits:
-            law = fit.table.get(name)
-            if law is None or not law.success:
-                continue
-            ax.plot(dense, law.curve(dense), FIT_STYLES[name], color=color, linewidth=1.2,
-                    label=f"{FIT_LABELS[name]}: {describe_fit(law)}")
+        plot_fitted_laws(ax, fit.table, np.geomspace(float(fit.fitted[0]), float(fit.fitted[-1]), 200), fits,
+                         color=color, linewidth=1.2)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(MI_XLABEL)

@@ -48,7 +48,7 @@ from green_profiles.store import (
     partial_directory,
     read_partial,
     runs_directory,
-    stored_metadata,
+    runs_with_settings,
     waiting_message,
     write_run,
 )
@@ -156,8 +156,7 @@ def stored_without_inputs(store: Path, settings: str, error: Exception) -> Profi
     recomputed here, so they are matched on settings alone, and a warning says so.
     ``None`` when no run of these settings is stored.
     """
-    candidates = [metadata for _, metadata in stored_metadata(store)
-                  if isinstance(metadata, dict) and metadata.get("settings_key") == settings]
+    candidates = runs_with_settings(store, settings)
     if not candidates:
         return None
     newest = max(candidates, key=lambda metadata: str(metadata.get("created", "")))

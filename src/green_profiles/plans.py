@@ -233,6 +233,11 @@ def describe_plan(plan: Sequence[PlannedRun], *, data_dir: Path | None = None,
     device_name = device_description(target)
     inputs = _Inputs(data_dir)
     rates: dict[torch.dtype, tuple[float, str] | None] = {}
+    # Per model and per text, not per run: a plan asks for the same few dozens of times, and hashing a
+    # corpus or resolving a model (a hub probe where it is unreachable) is the slow part.
+    checksums: dict[tuple[str, str], str] = {}
+    fingerprints: dict[tuple[str, str | None], tuple[str, str]] = {}
+    architectures: dict[tuple[str, str | None], Any] = {}
 
     for planned in plan:
         config = planned.config.resolved()
@@ -242,15 +247,23 @@ def describe_plan(plan: Sequence[PlannedRun], *, data_dir: Path | None = None,
         settings = settings_key(config, target)
         match, key = None, None
         if text_source == "local" and model_source is not None:
-            weights, tokenizer = model_fingerprint(config.model, revision=config.revision, data_dir=data_dir)
-            key = run_key(config, Provenance(corpus_checksum(documents), weights, tokenizer, RESULTS_VERSION), target)
+            model_id, text_id = (config.model, config.revision), (config.corpus, config.split)
+            if model_id not in fingerprints:
+                fingerprints[model_id] = model_fingerprint(config.model, revision=config.revision, data_dir=data_dir)
+            if text_id not in checksums:
+                checksums[text_id] = corpus_checksum(documents)
+            weights, tokenizer = fingerprints[model_id]
+            key = run_key(config, Provenance(checksums[text_id], weights, tokenizer, RESULTS_VERSION), target)
             match = "exact" if any(metadata["key"] == key for metadata in stored) else None
         elif any(metadata.get("settings_key") == settings for metadata in stored):
             match = "settings"
 
         if dtype not in rates:
             rates[dtype] = _throughput(stored, device_name, target, dtype)
-        architecture = costs.model_architecture(config.model, revision=config.revision, data_dir=data_dir)
+        if (config.model, config.revision) not in architectures:
+            architectures[(config.model, config.revision)] = costs.model_architecture(
+                config.model, revision=config.revision, data_dir=data_dir)
+        architecture = architectures[(config.model, config.revision)]
         estimate = None
         if architecture is not None and rates[dtype] is not None:
             estimate = costs.run_flops(config, architecture) / rates[dtype][0]

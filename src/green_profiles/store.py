@@ -150,11 +150,15 @@ def stored_metadata(store: Path) -> Iterator[tuple[Path, dict[str, Any] | Corrup
         yield path, metadata
 
 
+def runs_with_settings(store: Path, settings_key: str) -> list[dict[str, Any]]:
+    """Metadata of the intact stored runs of these settings, whatever their provenance."""
+    return [metadata for _, metadata in stored_metadata(store)
+            if isinstance(metadata, dict) and metadata.get("settings_key") == settings_key]
+
+
 def earlier_versions(store: Path, settings_key: str, key: str) -> list[dict[str, Any]]:
     """Metadata of intact stored runs with the same settings as ``key`` but another provenance."""
-    return [metadata for _, metadata in stored_metadata(store)
-            if isinstance(metadata, dict) and metadata.get("settings_key") == settings_key
-            and metadata.get("key") != key]
+    return [metadata for metadata in runs_with_settings(store, settings_key) if metadata.get("key") != key]
 
 
 def partial_directory(store: Path, key: str) -> Path:
