@@ -27,6 +27,10 @@ Names understood by :func:`load_corpus`:
     ``<data>/corpora/paper-gutenberg.jsonl``, or built there the first time (:mod:`.paper`):
     streamed from the hub, or without it read from a source's copy in the local datasets
     cache. Put the authors' file there to measure on it offline.
+``gutenberg-train``, ``gutenberg-heldout``
+    the two sides of a seeded split of ``gutenberg`` by chapter (:mod:`.splits`): the models
+    trained here (:mod:`green_profiles.training`) read only the first and are measured and
+    evaluated on the second.
 ``pg19``
     PG-19 from the hub (the parquet copy ``emozilla/pg19`` of ``deepmind/pg19``,
     a loading-script dataset that ``datasets`` >= 4 refuses), one
@@ -44,7 +48,7 @@ the downloaded file and counts. :func:`corpus_checksum` is a corpus' identity
 One module per source or idea: :mod:`.documents` (the document, the checksum),
 :mod:`.debian` (Debian R packages), :mod:`.gutenberg` (Gutenberg cleaning and
 chapters; Botchan), :mod:`.wikipedia` (the gensim dump), :mod:`.hub` (WikiText-103,
-PG-19), :mod:`.local` (.txt / .jsonl files), :mod:`.paper` (the paper's Gutenberg document file), :mod:`.preparation` (preparing,
+PG-19), :mod:`.local` (.txt / .jsonl files), :mod:`.paper` (the paper's Gutenberg document file), :mod:`.splits` (train / held-out), :mod:`.preparation` (preparing,
 the manifest, loading the prepared files).
 """
 
@@ -68,13 +72,14 @@ from green_profiles.corpora.hub import load_pg19, load_wikitext_103, split_wikit
 from green_profiles.corpora.local import LOCAL_SUFFIXES, load_local_file, read_jsonl
 from green_profiles.corpora.paper import PAPER_GUTENBERG, load_paper_gutenberg
 from green_profiles.corpora.preparation import PREPARATION_VERSION, load_offline, prepare_offline_data
+from green_profiles.corpora.splits import SPLIT_CORPORA, split_documents, split_side
 from green_profiles.corpora.wikipedia import GENSIM_DUMP, WIKIPEDIA_SOURCE, wikipedia_documents
 from green_profiles.locations import default_data_dir
 
 __all__ = [
     "AUSTEN_BOOKS", "BOTCHAN", "CORPORA", "DEBIAN_PACKAGES", "GENSIM_DUMP", "HUB_CORPORA", "MOBY_DICK",
     "OFFLINE_CORPORA", "PREPARATION_VERSION", "SENTENCEPIECE_VERSION", "WIKIPEDIA_SOURCE",
-    "CorpusUnavailableError", "Document", "corpus_checksum", "load_corpus", "prepare_offline_data",
+    "CorpusUnavailableError", "Document", "SPLIT_CORPORA", "split_documents", "corpus_checksum", "load_corpus", "prepare_offline_data",
     "read_jsonl", "read_r_lazyload", "split_austen_chapters", "split_botchan_chapters",
     "split_moby_dick_chapters", "split_wikitext_articles", "strip_gutenberg_boilerplate", "wikipedia_documents",
 ]  # fmt: skip
@@ -103,6 +108,9 @@ def load_corpus(
         ValueError: an unknown name.
     """
     key = os.fspath(name)
+    if key in SPLIT_CORPORA:
+        whole, side = SPLIT_CORPORA[key]
+        return split_side(load_corpus(whole, data_dir), side)
     if key in OFFLINE_CORPORA:
         return load_offline(key, Path(data_dir) if data_dir is not None else default_data_dir())
     if key == PAPER_GUTENBERG:
@@ -113,5 +121,5 @@ def load_corpus(
         return load_pg19(split)
     if Path(key).suffix in LOCAL_SUFFIXES:
         return load_local_file(Path(key))
-    valid = ", ".join(repr(n) for n in CORPORA)
+    valid = ", ".join(repr(n) for n in (*CORPORA, *SPLIT_CORPORA))
     raise ValueError(f"unknown corpus {key!r}: use one of {valid}, or the path of a .txt or .jsonl file")
