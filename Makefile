@@ -9,6 +9,7 @@ INSTALLED := $(VENV)/.installed
 # (PROFILE=... is still understood, the name these had before.)
 SETTINGS ?= $(or $(PROFILE),default)
 NOTEBOOKS := coherent_text shuffled_tokens random_init model_sweep text_statistics
+NOTEBOOKS += training_dynamics
 EXECUTED := $(NOTEBOOKS:%=book/experiments/%.ipynb)
 SETTINGS_STAMP := book/experiments/.settings
 PACKAGE := $(shell find src/green_profiles -name '*.py')
@@ -24,7 +25,7 @@ PREPARE ?= data
 # The rehearsal's own data directory (its runs and the authors' file built from stand-in text) and hub cache.
 REHEARSAL := $(CURDIR)/data/rehearsal
 
-.PHONY: setup data test browser bench book plan rehearsal notebook screenshots clean-venv clean-book FORCE
+.PHONY: setup data models test browser bench book plan rehearsal notebook screenshots clean-venv clean-book FORCE
 
 setup: $(INSTALLED)
 
@@ -44,6 +45,18 @@ $(INSTALLED): requirements.txt pyproject.toml
 # Idempotent and safe to interrupt; everything that needs data also prepares it on first use.
 data: $(INSTALLED)
 	$(PY) -m green_profiles.prepare
+
+# The small GPT-NeoX family the settings' training_dynamics notebook measures (green_profiles.training): about
+# 20 minutes on 2 CPU cores at the default settings, seconds for smoke and paper-rehearsal (the tiny family).
+# Retrained only when the training code or the settings change (and then only sizes whose recipe, data or
+# training version changed); an interrupted run continues from its resume state.
+TRAINING_CODE := src/green_profiles/training.py src/green_profiles/families.py src/green_profiles/tokenizer_training.py \
+	src/green_profiles/corpora/splits.py
+MODELS_STAMP = $(GREEN_PROFILES_DATA)/models/.trained-$(SETTINGS)
+models: $(MODELS_STAMP)
+$(MODELS_STAMP): $(TRAINING_CODE) notebooks/settings.yml | $(INSTALLED) $(PREPARE)
+	$(PY) -m green_profiles.training --settings $(SETTINGS)
+	@touch $@
 
 # The suite, then the paper's settings rehearsed offline (`rehearsal` below), then the whole book pipeline
 # at smoke size (papermill, Jupyter Book -W), then the built pages in headless Chromium: about 10 minutes. It leaves the smoke book in _build/html and screenshots of
@@ -78,6 +91,9 @@ book/experiments/%.ipynb: notebooks/%.ipynb notebooks/settings.yml $(SETTINGS_ST
 	@echo "== executing $* ($(SETTINGS) settings)"
 	$(PY) -m green_profiles notebook $* --settings $(SETTINGS)
 
+# The notebooks that measure the models trained here (model_sweep: our largest one at the default settings).
+book/experiments/training_dynamics.ipynb book/experiments/model_sweep.ipynb: $(MODELS_STAMP)
+
 # Rewritten only when SETTINGS changes, so switching settings re-executes the notebooks.
 $(SETTINGS_STAMP): FORCE
 	@mkdir -p $(@D)
@@ -95,6 +111,13 @@ plan: $(INSTALLED)
 # 2 windows x 1 target each. Its runs and corpus file stay in data/rehearsal/, apart from real ones.
 rehearsal: $(INSTALLED) | data
 	$(PY) -m green_profiles.rehearsal $(REHEARSAL)/hf
+	@# The tiny trained family (training_dynamics) is trained once with the real data directory's corpora,
+	@# then copied with the Gutenberg corpus files into the rehearsal's data directory.
+	$(MAKE) --no-print-directory models SETTINGS=paper-rehearsal
+	@mkdir -p $(REHEARSAL)/corpora $(REHEARSAL)/models
+	cd $(GREEN_PROFILES_DATA)/corpora && cp -p manifest.json $$(ls austen.jsonl moby-dick.jsonl botchan.jsonl 2> /dev/null) \
+	  $(REHEARSAL)/corpora/
+	rm -rf $(REHEARSAL)/models/smoke-neox && cp -rp $(GREEN_PROFILES_DATA)/models/smoke-neox $(REHEARSAL)/models/
 	HF_HOME=$(REHEARSAL)/hf HF_HUB_CACHE=$(REHEARSAL)/hf/hub HF_DATASETS_CACHE=$(REHEARSAL)/hf/datasets \
 	  HF_HUB_OFFLINE=1 GREEN_PROFILES_DATA=$(REHEARSAL) \
 	  $(MAKE) --no-print-directory book SETTINGS=paper-rehearsal PREPARE=

@@ -21,8 +21,12 @@ def by_settings(plan):
     return {(p.config.model, p.config.corpus, p.config.shuffle, p.config.n_windows): p for p in plan}
 
 
+# The notebooks of the paper's experiments (training_dynamics adds our trained family and Pythia's training steps).
+PAPER_NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics")
+
+
 def test_the_paper_settings_measure_the_papers_runs():
-    plan = settings_plan("paper")
+    plan = settings_plan("paper", notebooks=PAPER_NOTEBOOKS)
     runs = by_settings(plan)
     pythia_like = [p.config for p in plan if not p.config.model.startswith("qwen")]
     qwen = [p.config for p in plan if p.config.model.startswith("qwen")]
@@ -55,16 +59,31 @@ def test_the_paper_settings_measure_the_papers_runs():
     assert len(plan) == 24 and sum(p.rows for p in plan) == 20 * 16_384 + 4 * 64
 
 
+def test_the_paper_settings_sweep_pythias_training_steps_and_our_family():
+    plan = [p.config for p in settings_plan("paper") if p.notebooks == ("training_dynamics",)]
+    pythia = [config for config in plan if config.model == "pythia-70m"]
+    assert [config.revision for config in pythia] == ["step0", "step64", "step512", "step2000", "step8000",
+                                                      "step32000", "step143000"]
+    assert {(c.seq_len, c.n_windows, c.corpus, c.sampler) for c in pythia} == {(2048, 1024, "paper-gutenberg", "authors")}
+    ours = [config for config in plan if config.model.startswith("gutenberg-neox-")]
+    assert {(c.seq_len, c.corpus) for c in ours} == {(512, "gutenberg-heldout")}
+    assert {c.model for c in ours if c.revision is None} == {f"gutenberg-neox-{s}@random" for s in ("d64", "d128", "d192")}
+
+
 def test_the_default_and_smoke_settings_plans():
-    default = settings_plan("default")
+    default = settings_plan("default", notebooks=PAPER_NOTEBOOKS)
     assert Counter((p.config.model, p.config.shuffle) for p in default) == Counter({
-        ("smollm2-135m", "none"): 3, ("smollm2-135m", "window"): 2, ("smollm2-135m@random", "none"): 3})
+        ("smollm2-135m", "none"): 4, ("smollm2-135m", "window"): 2, ("smollm2-135m@random", "none"): 4,
+        ("gutenberg-neox-d192", "none"): 2})
+    # Our model is measured on held-out text only; SmolLM2 next to it on the same.
+    assert {p.config.corpus for p in default if p.config.model == "gutenberg-neox-d192"} == {"gutenberg-heldout",
+                                                                                          "wikipedia"}
     main_run = by_settings(default)[("smollm2-135m", "gutenberg", "none", 16)]
     assert (main_run.config.seq_len, main_run.config.target_min, main_run.config.target_max,
             main_run.config.target_stride, main_run.config.source_min_index) == (512, 480, 504, 8, 96)
     assert (main_run.config.sampler, main_run.config.seed, main_run.config.dtype) == ("uniform", 0, "auto")
     assert main_run.rows == 64 and main_run.config.distances[-1] == 384
-    smoke = settings_plan("smoke")
+    smoke = settings_plan("smoke", notebooks=PAPER_NOTEBOOKS)
     assert {p.config.seq_len for p in smoke} == {128}
     assert sorted(p.rows for p in smoke) == [2, 2] + [12] * 6  # 6 windows x targets 120, 124; hooks 2 x 1
 

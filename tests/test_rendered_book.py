@@ -25,7 +25,8 @@ pytestmark = pytest.mark.browser
 
 BUILD = Path("_build/html")
 SCREENSHOTS = Path("_build/screenshots")
-EXPERIMENTS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics")
+EXPERIMENTS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics",
+               "training_dynamics")
 PAGES = ("book/intro", "book/methods", *(f"book/experiments/{name}" for name in EXPERIMENTS),
          "book/summary", "book/reproducibility")
 WINDOW_WIDTH, WINDOW_HEIGHT = 1280, 1000

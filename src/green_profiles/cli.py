@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", choices=sorted(PRESETS), help="start from one of the paper's runs")
     defaults = RunConfig()
     run.add_argument("--model", help=f"model name, hub id or directory (default {defaults.model})")
-    run.add_argument("--corpus", help=f"gutenberg, wikipedia, paper-gutenberg, wikitext-103, pg19 or a .txt/.jsonl file "
+    run.add_argument("--corpus", help=f"gutenberg, gutenberg-heldout, wikipedia, paper-gutenberg, wikitext-103, pg19 or a .txt/.jsonl file "
                                       f"(default {defaults.corpus})")
     run.add_argument("--seq-len", type=int, help=f"window length L (default {defaults.seq_len})")
     run.add_argument("--n-windows", type=int, help=f"number of windows (default {defaults.n_windows})")
@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="uniform (ours, the default) or authors (the paper scripts' window rule)")
     run.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default auto)")
     run.add_argument("--seed", type=int, help="seed of sampling, shuffling and random init (default 0)")
-    run.add_argument("--revision", help="hub revision, e.g. a Pythia step3000")
+    run.add_argument("--revision", help="hub revision, e.g. a Pythia step3000, or a checkpoint of a model trained "
+                     "here (gutenberg-neox-d128 --revision step96)")
     run.add_argument("--split", help="split of a hub corpus (default test)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (not part of the cache key)")
     run.add_argument("--selection", choices=SELECTIONS + ("both",), default="both",

@@ -308,3 +308,83 @@ def plot_mutual_information_levels(ax: Axes, profiles: Sequence[tuple[str, str, 
     ax.set_xlabel(MI_XLABEL)
     ax.set_ylabel(MI_YLABEL)
     ax.grid(True, alpha=0.3)
+
+
+TOKENS_XLABEL = "training tokens seen (log scale; 'init' = step 0)"
+TRAJECTORY_YLABELS = {
+    "p": f"exponent p of {FIT_LABELS['power_floor']}",
+    "floor": f"floor γ = c of {FIT_LABELS['power_floor']}",
+    "rmse_gap": "log-RMSE gap exp − power (both with floor)",
+}
+
+
+def _init_position(tokens: np.ndarray) -> float:
+    """Where step 0 sits on a log axis of training tokens: a factor 4 left of the first later checkpoint."""
+    positive = tokens[np.isfinite(tokens) & (tokens > 0)]
+    return float(positive.min()) / 4.0 if positive.size else 1.0
+
+
+def plot_against_tokens(ax: Axes, table: Any, value: str, *, colors: dict[str, str] | None = None,
+                        paper_band: tuple[float, float] | None = None) -> None:
+    """A dynamics table's ``value`` (``"p"``, ``"floor"`` or ``"rmse_gap"``) with its 95% interval against
+    training tokens on a log axis, one line per model (size); step 0 is drawn at an "init" tick, and each
+    model's ``@random`` twin as an open square just left of it. A checkpoint without an estimate (flat
+    profile, fit at a bound) is left out of the line and marked by a cross on the axis' lower edge.
+
+    ``table`` is :func:`green_profiles.dynamics.dynamics_table`'s (columns ``model``, ``checkpoint``,
+    ``tokens``, ``value``, ``value_low``, ``value_high``).
+    """
+    from matplotlib.transforms import blended_transform_factory
+
+    tokens = table["tokens"].to_numpy(dtype=float)
+    init = _init_position(tokens)
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+    for index, (model, group) in enumerate(table.groupby("model", sort=False)):
+        color = (colors or {}).get(model) or condition_color(model, index)
+        trained = group[group["checkpoint"] != "random init"].sort_values("tokens")
+        x = np.where(trained["tokens"].to_numpy(dtype=float) > 0, trained["tokens"].to_numpy(dtype=float), init)
+        y = trained[value].to_numpy(dtype=float)
+        low, high = trained[f"{value}_low"].to_numpy(dtype=float), trained[f"{value}_high"].to_numpy(dtype=float)
+        ok = np.isfinite(y)
+        ax.errorbar(x[ok], y[ok], yerr=[np.clip(y[ok] - low[ok], 0, None), np.clip(high[ok] - y[ok], 0, None)],
+                    fmt="o-", color=color, capsize=2.5, markersize=4, linewidth=1.3, label=model)
+        ax.plot(x[~ok], np.zeros((~ok).sum()), "x", color=color, transform=edge, clip_on=False, markersize=6)
+        for _, twin in group[group["checkpoint"] == "random init"].iterrows():
+            if np.isfinite(twin[value]):
+                ax.errorbar(init / 1.6, twin[value], yerr=[[max(twin[value] - twin[f"{value}_low"], 0)],
+                                                           [max(twin[f"{value}_high"] - twin[value], 0)]],
+                            fmt="s", mfc="white", color=color, capsize=2.5, markersize=5)
+            else:
+                ax.plot(init / 1.6, 0.0, "s", mfc="white", color=color, transform=edge, clip_on=False, markersize=5)
+    if paper_band is not None:
+        ax.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}")
+    if value == "rmse_gap":
+        ax.axhline(0.0, color="black", linewidth=0.8, alpha=0.6)
+    ax.set_xscale("log")
+    ticks = [tick for tick in 10.0 ** np.arange(0, 13) if init * 2 < tick <= np.nanmax(tokens) * 2]
+    ax.set_xticks([init / 1.6, init, *ticks], ["rand.", "init", *(f"{tick:.0e}".replace("e+0", "e") for tick in ticks)])
+    ax.set_xlabel(TOKENS_XLABEL)
+    ax.set_ylabel(TRAJECTORY_YLABELS.get(value, value))
+    ax.grid(True, alpha=0.3)
+
+
+def plot_loss_curves(ax: Axes, table: Any, *, colors: dict[str, str] | None = None) -> None:
+    """Held-out (solid) and training-sequence (dashed) loss against training tokens, one colour per size, from
+    :func:`green_profiles.dynamics.perplexity_table`; each size's random twin's held-out loss as an open square."""
+    tokens = table["tokens"].to_numpy(dtype=float)
+    init = _init_position(tokens)
+    for index, (size, group) in enumerate(table.groupby("size", sort=False)):
+        color = (colors or {}).get(size) or condition_color(size, index)
+        trained = group[group["checkpoint"] != "random init"].sort_values("tokens")
+        x = np.where(trained["tokens"] > 0, trained["tokens"], init)
+        ax.plot(x, trained["heldout_loss"], "o-", color=color, markersize=4, label=f"{size}: held-out")
+        ax.plot(x, trained["train_eval_loss"], "--", color=color, linewidth=1.1, label=f"{size}: training text")
+        twin = group[group["checkpoint"] == "random init"]
+        ax.plot(np.full(len(twin), init / 1.6), twin["heldout_loss"], "s", mfc="white", color=color, markersize=5)
+    ax.set_xscale("log")
+    ticks = [tick for tick in 10.0 ** np.arange(0, 13) if init * 2 < tick <= np.nanmax(tokens) * 2]
+    ax.set_xticks([init / 1.6, init, *ticks], ["rand.", "init", *(f"{tick:.0e}".replace("e+0", "e") for tick in ticks)])
+    ax.set_xlabel(TOKENS_XLABEL)
+    ax.set_ylabel("next-token loss (nats per token)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncols=2)

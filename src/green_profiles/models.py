@@ -11,6 +11,12 @@ Names understood by :func:`load_model`:
     the paper's checkpoints (the ``-deduped`` Pythia runs) from the Hugging Face
     hub or its local cache; ``revision`` picks a Pythia training step
     (e.g. ``"step3000"``).
+``<family>-<size>``, e.g. ``gutenberg-neox-d128``
+    a GPT-NeoX trained here on the Gutenberg training chapters (:mod:`green_profiles.families`,
+    trained by ``make models``): the final checkpoint, or the one of ``revision="step<N>"``
+    (``"step0"`` is the initialization), the scheme of Pythia's checkpoints. An unknown size
+    or step raises ``ValueError`` listing those that exist; a family not trained yet raises
+    :class:`ModelUnavailableError` saying to run ``make models``.
 any hub id or local directory
     loaded as is.
 
@@ -32,6 +38,7 @@ import torch
 from torch import nn
 
 from green_profiles import hub
+from green_profiles.families import family_of
 from green_profiles.locations import default_data_dir, file_sha256
 from green_profiles.precision import resolve_device, resolve_dtype
 from green_profiles.storage import atomic_directory, exclusive_lock, remove_staging
@@ -214,6 +221,8 @@ def model_location(name: str, *, revision: str | None = None, data_dir: Path | N
         ValueError: a name that is neither known, a hub id nor a directory.
     """
     base_name, random_init = _split_random(name)
+    if family_of(base_name) is not None:
+        return _trained_location(base_name, revision, data_dir)
     spec = NAMED_MODELS.get(base_name)
     if spec is not None and spec.source == "wheel":
         directory = smollm2_directory(data_dir)
@@ -228,6 +237,19 @@ def model_location(name: str, *, revision: str | None = None, data_dir: Path | N
     cached = bool(options.get("local_files_only"))
     return ModelLocation(directory=None, label="hub", repo_id=location, commit=_hub_commit(location, revision, cached),
                          cached=cached)
+
+
+def _trained_location(name: str, revision: str | None, data_dir: Path | None) -> ModelLocation:
+    """A checkpoint of a family trained here, labelled by family, size, step and recipe."""
+    from green_profiles.families import FamilyNotTrainedError, checkpoint_directory, checkpoint_record
+
+    try:
+        directory = checkpoint_directory(name, revision, data_dir)
+    except FamilyNotTrainedError as error:
+        raise ModelUnavailableError(str(error)) from None
+    record = checkpoint_record(directory)
+    label = f"trained:{record['family']}/{record['size']['name']}/step-{record['step']}:recipe-{record['fingerprint']}"
+    return ModelLocation(directory=directory, label=label, weights_sha256=record["weights_sha256"])
 
 
 def named_source(name: str) -> str:
@@ -292,7 +314,10 @@ def _resolve_hub_location(location: str, options: dict, *, weights: bool = True)
     if Path(location).is_dir():
         return location, {}
     if "/" not in location:
-        known = ", ".join(sorted(NAMED_MODELS))
+        from green_profiles.families import FAMILIES
+
+        trained = ", ".join(f"{name}-<size>" for name in FAMILIES)
+        known = ", ".join(sorted(NAMED_MODELS)) + f", {trained} (trained here)"
         raise ValueError(f"unknown model {location!r}: use one of {known}, a hub id (org/name) or a local directory")
     revision = options.get("revision")
     configured = hub.cached_file(location, "config.json", revision=revision) is not None

@@ -29,7 +29,7 @@ import torch
 
 from green_profiles.configuration import RunConfig, published_run
 
-NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics")
+NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "training_dynamics")
 # What a published run fixes; everything else of a run comes from the notebook's parameters.
 _PUBLISHED_FIELDS = ("seq_len", "target_min", "target_max", "target_stride", "source_min_index", "distances",
                      "sampler", "seed")
@@ -94,6 +94,11 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
             every distance).
         ``model_sweep``: ``(model, corpus)`` for every model and corpus.
         ``text_statistics``: the runs of ``coherent_text`` (the model's exponent, set next to the text's).
+        ``training_dynamics``: ``(model, "step<N>")`` for every size of ``family`` (or ``sizes``) and every
+            checkpoint step, on ``corpus`` (the held-out text) with the notebook's own settings even when
+            ``published`` (the family's context is short), ``(model, "random init")`` for each size's
+            ``@random`` twin; and ``(model, "step<N>")`` for each of ``pythia_models`` at each of
+            ``pythia_steps`` (hub revisions) on ``pythia_corpus``, at the published settings when ``published``.
 
     Raises:
         ValueError: an unknown notebook, or parameters the notebook needs that are missing.
@@ -127,7 +132,35 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
             runs[(model, "hook", "coherent")] = dense
             runs[(model, "hook", "random init")] = dataclasses.replace(dense, model=f"{model}@random")
         return runs
+    if notebook == "training_dynamics":
+        return _training_runs(parameters, settings, needed)
     raise ValueError(f"unknown notebook {notebook!r}: use one of {', '.join(NOTEBOOKS)}")
+
+
+def _training_runs(parameters: Mapping[str, Any], settings: Callable[..., RunConfig],
+                   needed: Callable[[str], Any]) -> dict[Role, RunConfig]:
+    """The runs of ``training_dynamics`` (see :func:`notebook_runs`): the checkpoint steps are those the
+    family's finished training recorded, else those training it here would write."""
+    from green_profiles.families import FAMILIES, planned_steps
+    from green_profiles.precision import resolve_device
+
+    name = needed("family")
+    if name not in FAMILIES:
+        raise ValueError(f"unknown family {name!r}: use one of {', '.join(FAMILIES)}")
+    family = FAMILIES[name]
+    base = dataclasses.replace(base_config(parameters), corpus=needed("corpus"), revision=None)
+    device = resolve_device(parameters.get("device", "auto"))
+    runs: dict[Role, RunConfig] = {}
+    for size in parameters.get("sizes") or [size.name for size in family.sizes]:
+        family.size(size)
+        model = f"{family.name}-{size}"
+        for step in planned_steps(family, size, device):
+            runs[(model, f"step{step}")] = dataclasses.replace(base, model=model, revision=f"step{step}")
+        runs[(model, "random init")] = dataclasses.replace(base, model=f"{model}@random")
+    for model in parameters.get("pythia_models") or []:
+        for step in needed("pythia_steps"):
+            runs[(model, f"step{step}")] = settings(model, corpus=needed("pythia_corpus"), revision=f"step{step}")
+    return runs
 
 
 @dataclass(frozen=True)
