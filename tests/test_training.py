@@ -169,3 +169,22 @@ def test_the_training_dynamics_plan_lists_every_checkpoint_and_twin(family, tmp_
     assert (pythia.revision, pythia.seq_len, pythia.corpus) == ("step1000", 2048, "paper-gutenberg")
     with pytest.raises(ValueError, match="unknown family"):
         notebook_runs("training_dynamics", parameters | {"family": "nothing"})
+
+
+def test_emergence_finds_the_checkpoint_from_which_the_power_law_stays():
+    import pandas as pd
+
+    from green_profiles.dynamics import emergence, emergence_text
+
+    nan = float("nan")
+    rows = [("m", "random init", nan, "flat", nan, nan, nan), ("m", "step0", 0, "flat", nan, nan, nan),
+            ("m", "step10", 10, "power law", 1.5, 1.2, 1.8), ("m", "step20", 20, "undecided", 1.1, 0.8, 1.4),
+            ("m", "step40", 40, "power law", 0.9, 0.8, 1.0), ("m", "step80", 80, "power law", 0.85, 0.75, 0.95)]
+    table = pd.DataFrame(rows, columns=["model", "checkpoint", "tokens", "verdict_word", "p", "p_low", "p_high"])
+    table["step"] = table["tokens"]
+    item = emergence(table)["m"]
+    assert (item["first_power_step"], item["last_not_power"]) == (40, "undecided")  # step 10 does not last
+    assert item["settles"] == "intervals overlap" and item["random_verdict"] == "flat"
+    assert "from step 40" in emergence_text({"m": item})
+    never = emergence(table.assign(verdict_word="undecided"))["m"]
+    assert never["first_power_step"] != never["first_power_step"]  # NaN

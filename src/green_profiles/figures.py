@@ -319,9 +319,21 @@ TRAJECTORY_YLABELS = {
 
 
 def _init_position(tokens: np.ndarray) -> float:
-    """Where step 0 sits on a log axis of training tokens: a factor 4 left of the first later checkpoint."""
+    """Where step 0 sits on a log axis of training tokens: a factor 4 left of the first later checkpoint (the
+    random twins a factor 3 further left)."""
     positive = tokens[np.isfinite(tokens) & (tokens > 0)]
     return float(positive.min()) / 4.0 if positive.size else 1.0
+
+
+def _token_axis(ax: Axes, init: float, tokens: np.ndarray) -> None:
+    """A log axis of training tokens with "rand." and "init" ticks left of the first checkpoint, decades after."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ticks = [tick for tick in 10.0 ** np.arange(0, 13) if init * 2 < tick <= np.nanmax(tokens) * 2]
+    ax.set_xticks([init / 3, init, *ticks], ["rand.", "init", *(f"{tick:.0e}".replace("e+0", "e") for tick in ticks)])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(TOKENS_XLABEL)
 
 
 def plot_against_tokens(ax: Axes, table: Any, value: str, *, colors: dict[str, str] | None = None,
@@ -351,19 +363,16 @@ def plot_against_tokens(ax: Axes, table: Any, value: str, *, colors: dict[str, s
         ax.plot(x[~ok], np.zeros((~ok).sum()), "x", color=color, transform=edge, clip_on=False, markersize=6)
         for _, twin in group[group["checkpoint"] == "random init"].iterrows():
             if np.isfinite(twin[value]):
-                ax.errorbar(init / 1.6, twin[value], yerr=[[max(twin[value] - twin[f"{value}_low"], 0)],
+                ax.errorbar(init / 3, twin[value], yerr=[[max(twin[value] - twin[f"{value}_low"], 0)],
                                                            [max(twin[f"{value}_high"] - twin[value], 0)]],
                             fmt="s", mfc="white", color=color, capsize=2.5, markersize=5)
             else:
-                ax.plot(init / 1.6, 0.0, "s", mfc="white", color=color, transform=edge, clip_on=False, markersize=5)
+                ax.plot(init / 3, 0.0, "s", mfc="white", color=color, transform=edge, clip_on=False, markersize=5)
     if paper_band is not None:
         ax.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}")
     if value == "rmse_gap":
         ax.axhline(0.0, color="black", linewidth=0.8, alpha=0.6)
-    ax.set_xscale("log")
-    ticks = [tick for tick in 10.0 ** np.arange(0, 13) if init * 2 < tick <= np.nanmax(tokens) * 2]
-    ax.set_xticks([init / 1.6, init, *ticks], ["rand.", "init", *(f"{tick:.0e}".replace("e+0", "e") for tick in ticks)])
-    ax.set_xlabel(TOKENS_XLABEL)
+    _token_axis(ax, init, tokens)
     ax.set_ylabel(TRAJECTORY_YLABELS.get(value, value))
     ax.grid(True, alpha=0.3)
 
@@ -380,11 +389,8 @@ def plot_loss_curves(ax: Axes, table: Any, *, colors: dict[str, str] | None = No
         ax.plot(x, trained["heldout_loss"], "o-", color=color, markersize=4, label=f"{size}: held-out")
         ax.plot(x, trained["train_eval_loss"], "--", color=color, linewidth=1.1, label=f"{size}: training text")
         twin = group[group["checkpoint"] == "random init"]
-        ax.plot(np.full(len(twin), init / 1.6), twin["heldout_loss"], "s", mfc="white", color=color, markersize=5)
-    ax.set_xscale("log")
-    ticks = [tick for tick in 10.0 ** np.arange(0, 13) if init * 2 < tick <= np.nanmax(tokens) * 2]
-    ax.set_xticks([init / 1.6, init, *ticks], ["rand.", "init", *(f"{tick:.0e}".replace("e+0", "e") for tick in ticks)])
-    ax.set_xlabel(TOKENS_XLABEL)
+        ax.plot(np.full(len(twin), init / 3), twin["heldout_loss"], "s", mfc="white", color=color, markersize=5)
+    _token_axis(ax, init, tokens)
     ax.set_ylabel("next-token loss (nats per token)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncols=2)
