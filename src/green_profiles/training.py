@@ -13,9 +13,11 @@ of the family named by the settings, one after another:
   mean training loss since the previous one and the loss on fixed held-out and training
   sequences (the memorization gap), written atomically with config, weights, tokenizer
   and a record (settings, budget, device, data checksums, versions);
-- a resume state (weights, optimizer, RNG, step) written atomically about once a minute
-  and at each checkpoint: an interrupted run continues where it stopped and ends with the
-  weights an uninterrupted one would have (on the same machine and versions).
+- a resume state (weights, optimizer, RNG, step) written atomically about once a minute,
+  at each checkpoint and on Ctrl-C between two steps: an interrupted run continues where
+  it stopped and ends with the weights an uninterrupted one would have (on the same
+  machine and versions). A Ctrl-C inside a step or a checkpoint keeps the last state
+  written (the weights in memory may be half-updated).
 
 The budget is in tokens per size and grows by the family's ``gpu_scale`` on a GPU
 (:meth:`~green_profiles.families.FamilySpec.budget_tokens`); the record states it.
@@ -271,20 +273,26 @@ def _train_size(family: FamilySpec, size: ModelSize, tokenizer: Any, data: Train
     started, last_save = time.monotonic(), time.monotonic()
     wall_before = float(state["wall_seconds"])
     taken = 0
+    # False only between whole steps: a Ctrl-C inside a step or a checkpoint leaves the weights or the state
+    # half-updated, so then the last resume state written stands instead of the one in memory.
+    consistent = True
     bar = tqdm(total=total, initial=int(state["step"]), desc=f"{family.name}-{size.name}", unit="step",
                disable=not progress, file=sys.stderr)
     try:
         while True:
             step = int(state["step"])
             if step in checkpoints and step not in [point["step"] for point in state["curve"]]:
+                consistent = False
                 state["wall_seconds"] = wall_before + time.monotonic() - started
                 _checkpoint(model, tokenizer, data, directory, step, state, base)
                 _save_resume(directory / RESUME, model, optimizer, state)
                 last_save = time.monotonic()
+                consistent = True
             if step >= total:
                 break
             if stop_after_steps is not None and taken >= stop_after_steps:
                 raise KeyboardInterrupt
+            consistent = False
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total, family)
             batch = data.train[batch_indices(step, family.batch_size, len(data.train), family.seed)].to(device)
@@ -296,6 +304,7 @@ def _train_size(family: FamilySpec, size: ModelSize, tokenizer: Any, data: Train
             state["loss_sum"] += loss.item()
             state["loss_count"] += 1
             state["step"] = step + 1
+            consistent = True
             taken += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -304,8 +313,9 @@ def _train_size(family: FamilySpec, size: ModelSize, tokenizer: Any, data: Train
                 _save_resume(directory / RESUME, model, optimizer, state)
                 last_save = time.monotonic()
     except KeyboardInterrupt:
-        state["wall_seconds"] = wall_before + time.monotonic() - started
-        _save_resume(directory / RESUME, model, optimizer, state)
+        if consistent:
+            state["wall_seconds"] = wall_before + time.monotonic() - started
+            _save_resume(directory / RESUME, model, optimizer, state)
         bar.close()
         if stop_after_steps is not None:
             return {"complete": False, "step": int(state["step"])}
@@ -355,7 +365,6 @@ def _checkpoint(model: torch.nn.Module, tokenizer: Any, data: TrainingData, dire
         "wall_seconds": round(float(state["wall_seconds"]), 1),
     }
     point["heldout_perplexity"] = math.exp(point["heldout_loss"])
-    state["loss_sum"], state["loss_count"] = 0.0, 0
     target = step_directory(directory, step)
     with atomic_directory(target, replace=True) as staging:
         model.save_pretrained(staging)
@@ -364,6 +373,7 @@ def _checkpoint(model: torch.nn.Module, tokenizer: Any, data: TrainingData, dire
                   "weights_sha256": file_sha256(staging / "model.safetensors")}
         (staging / CHECKPOINT_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     state["curve"].append(point)
+    state["loss_sum"], state["loss_count"] = 0.0, 0
 
 
 def _save_resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
