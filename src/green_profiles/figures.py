@@ -337,14 +337,15 @@ def _token_axis(ax: Axes, init: float, tokens: np.ndarray) -> None:
 
 
 def plot_against_tokens(ax: Axes, table: Any, value: str, *, colors: dict[str, str] | None = None,
-                        paper_band: tuple[float, float] | None = None) -> None:
+                        paper_band: tuple[float, float] | None = None, log_y: bool = False) -> None:
     """A dynamics table's ``value`` (``"p"``, ``"floor"`` or ``"rmse_gap"``) with its 95% interval against
     training tokens on a log axis, one line per model (size); step 0 is drawn at an "init" tick, and each
     model's ``@random`` twin as an open square just left of it. A checkpoint without an estimate (flat
     profile, fit at a bound) is left out of the line and marked by a cross on the axis' lower edge.
 
     ``table`` is :func:`green_profiles.dynamics.dynamics_table`'s (columns ``model``, ``checkpoint``,
-    ``tokens``, ``value``, ``value_low``, ``value_high``).
+    ``tokens``, ``value``, ``value_low``, ``value_high``). ``log_y`` puts the values on a log axis when any is
+    positive (a table of flat profiles only has none).
     """
     from matplotlib.transforms import blended_transform_factory
 
@@ -372,6 +373,8 @@ def plot_against_tokens(ax: Axes, table: Any, value: str, *, colors: dict[str, s
         ax.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}")
     if value == "rmse_gap":
         ax.axhline(0.0, color="black", linewidth=0.8, alpha=0.6)
+    if log_y and (table[value].to_numpy(dtype=float) > 0).any():
+        ax.set_yscale("log")
     _token_axis(ax, init, tokens)
     ax.set_ylabel(TRAJECTORY_YLABELS.get(value, value))
     ax.grid(True, alpha=0.3)
