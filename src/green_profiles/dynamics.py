@@ -85,7 +85,8 @@ def perplexity_table(family: str, sizes: list[str] | None = None, *, seed: int =
                      data_dir: Path | None = None) -> Any:
     """Held-out perplexity (``exp`` of the mean next-token loss in nats) per size and checkpoint, and the
     mean loss on as many fixed training sequences (the memorization gap), from the training records;
-    plus each size's ``@random`` twin (seed ``seed``) evaluated here on the same held-out sequences.
+    plus each size's ``@random`` twin (seed ``seed``) evaluated here on the same held-out sequences (its
+    ``train_eval_loss`` is NaN: not evaluated).
 
     Columns: ``size``, ``checkpoint``, ``step``, ``tokens``, ``epochs`` (passes over the training text),
     ``train_loss`` (mean over the steps since the previous checkpoint), ``train_eval_loss``, ``heldout_loss``,
@@ -93,12 +94,16 @@ def perplexity_table(family: str, sizes: list[str] | None = None, *, seed: int =
     """
     import pandas as pd
 
+    from green_profiles.corpora import load_corpus
     from green_profiles.families import FAMILIES, family_directory, read_training_record
     from green_profiles.models import load_model
-    from green_profiles.training import family_tokenizer, mean_loss, prepare_data
+    from green_profiles.training import evenly_spaced, family_tokenizer, mean_loss, token_sequences
 
     spec = FAMILIES[family]
-    data = prepare_data(spec, family_tokenizer(spec, data_dir), data_dir)
+    # The held-out sequences the training evaluated on (as training.prepare_data cuts them; the training
+    # side is not tokenized again: the twin's loss on it would equal its held-out loss to within noise).
+    heldout = evenly_spaced(token_sequences(load_corpus(spec.heldout_corpus, data_dir),
+                                            family_tokenizer(spec, data_dir), spec.context + 1), spec.eval_blocks)
     rows = []
     for size in sizes or [size.name for size in spec.sizes]:
         record = read_training_record(family_directory(family, data_dir) / size)
@@ -110,9 +115,9 @@ def perplexity_table(family: str, sizes: list[str] | None = None, *, seed: int =
                          "train_loss": point["train_loss"], "train_eval_loss": point["train_eval_loss"],
                          "heldout_loss": point["heldout_loss"], "heldout_perplexity": point["heldout_perplexity"]})
         twin, _ = load_model(f"{family}-{size}@random", seed=seed, data_dir=data_dir, device="cpu")
-        loss = mean_loss(twin, data.heldout_eval)
+        loss = mean_loss(twin, heldout)
         rows.append({"size": size, "checkpoint": RANDOM_INIT, "step": math.nan, "tokens": math.nan,
-                     "epochs": math.nan, "train_loss": math.nan, "train_eval_loss": mean_loss(twin, data.train_eval),
+                     "epochs": math.nan, "train_loss": math.nan, "train_eval_loss": math.nan,
                      "heldout_loss": loss, "heldout_perplexity": math.exp(loss)})
     return pd.DataFrame.from_records(rows)
 
