@@ -128,9 +128,9 @@ def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
     assert main(["plan", "--settings", "smoke", "--json"]) == 0
     out, err = capsys.readouterr()
     records = [json.loads(line) for line in out.splitlines()]
-    # 8 runs of the SmolLM2 notebooks, and the tiny family's 2 sizes x (4 checkpoints + random twin).
-    assert len(records) == 18 and "18 runs" in err
-    assert sum(record["notebooks"] == ["training_dynamics"] for record in records) == 10
+    # 8 runs of the SmolLM2 notebooks, and the tiny family's larger size: 4 checkpoints and the random twin.
+    assert len(records) == 13 and "13 runs" in err
+    assert sum(record["notebooks"] == ["training_dynamics"] for record in records) == 5
     assert {"model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",
             "source_min_index", "shuffle", "dtype", "seed", "rows", "notebooks", "stored", "model_available",
             "text_available", "estimated_kernel_s"} <= set(records[0])
