@@ -78,10 +78,11 @@ from green_profiles.locations import default_data_dir
 
 __all__ = [
     "AUSTEN_BOOKS", "BOTCHAN", "CORPORA", "DEBIAN_PACKAGES", "GENSIM_DUMP", "HUB_CORPORA", "MOBY_DICK",
-    "OFFLINE_CORPORA", "PREPARATION_VERSION", "SENTENCEPIECE_VERSION", "WIKIPEDIA_SOURCE",
-    "CorpusUnavailableError", "Document", "SPLIT_CORPORA", "split_documents", "corpus_checksum", "load_corpus", "prepare_offline_data",
-    "read_jsonl", "read_r_lazyload", "split_austen_chapters", "split_botchan_chapters",
-    "split_moby_dick_chapters", "split_wikitext_articles", "strip_gutenberg_boilerplate", "wikipedia_documents",
+    "OFFLINE_CORPORA", "PREPARATION_VERSION", "SENTENCEPIECE_VERSION", "SPLIT_CORPORA", "WIKIPEDIA_SOURCE",
+    "CorpusUnavailableError", "Document", "corpus_checksum", "load_corpus", "prepare_offline_data",
+    "read_jsonl", "read_r_lazyload", "split_austen_chapters", "split_botchan_chapters", "split_documents",
+    "split_moby_dick_chapters", "split_side", "split_wikitext_articles", "strip_gutenberg_boilerplate",
+    "wikipedia_documents",
 ]  # fmt: skip
 
 OFFLINE_CORPORA = ("gutenberg", "wikipedia")
