@@ -29,7 +29,7 @@ import torch
 
 from green_profiles.configuration import RunConfig, published_run
 
-NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics")
+NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "depth")
 # What a published run fixes; everything else of a run comes from the notebook's parameters.
 _PUBLISHED_FIELDS = ("seq_len", "target_min", "target_max", "target_stride", "source_min_index", "distances",
                      "sampler", "seed")
@@ -94,6 +94,8 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
             every distance).
         ``model_sweep``: ``(model, corpus)`` for every model and corpus.
         ``text_statistics``: the runs of ``coherent_text`` (the model's exponent, set next to the text's).
+        ``depth``: ``(model, "trained")`` and ``(model, "random init")`` on ``corpus``, measured
+            ``per_layer`` (the same windows and settings as ``random_init``'s, with every block's input).
 
     Raises:
         ValueError: an unknown notebook, or parameters the notebook needs that are missing.
@@ -126,6 +128,14 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
                                         target_stride=1, source_min_index=0, distances=tuple(range(last + 1)))
             runs[(model, "hook", "coherent")] = dense
             runs[(model, "hook", "random init")] = dataclasses.replace(dense, model=f"{model}@random")
+        return runs
+    if notebook == "depth":
+        corpus = needed("corpus")
+        runs = {}
+        for model in needed("models"):
+            trained = settings(model, corpus=corpus, per_layer=True)
+            runs[(model, "trained")] = trained
+            runs[(model, "random init")] = dataclasses.replace(trained, model=f"{model}@random")
         return runs
     raise ValueError(f"unknown notebook {notebook!r}: use one of {', '.join(NOTEBOOKS)}")
 
@@ -292,7 +302,7 @@ def describe_plan(plan: Sequence[PlannedRun], *, data_dir: Path | None = None,
 
 
 PLAN_FIELDS = ("model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",
-               "source_min_index", "shuffle", "sampler", "seed", "split", "revision")
+               "source_min_index", "shuffle", "sampler", "seed", "split", "revision", "per_layer")
 
 
 def _throughput(stored: Sequence[Mapping[str, Any]], device_name: str, device: torch.device,
