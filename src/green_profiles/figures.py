@@ -361,8 +361,9 @@ def plot_by_layer(ax: Axes, table: Any, *, value: str = "p", label: str, color: 
     # An interval can miss its estimate (all usable replicates on one side): draw the bar from the interval.
     below = np.where(np.isfinite(low), np.clip(estimate - low, 0, None), 0.0)
     above = np.where(np.isfinite(high), np.clip(high - estimate, 0, None), 0.0)
-    ax.errorbar(layers[have], estimate[have], yerr=[below[have], above[have]], fmt="o-", color=color,
-                markersize=4, capsize=2.5, linewidth=1.1, label=f"{label} (95% bootstrap interval)")
+    if have.any():
+        ax.errorbar(layers[have], estimate[have], yerr=[below[have], above[have]], fmt="o-", color=color,
+                    markersize=4, capsize=2.5, linewidth=1.1, label=f"{label} (95% bootstrap interval)")
     if (~have).any():
         ax.plot(layers[~have], np.zeros((~have).sum()), "o", color=color, markerfacecolor="white",
                 markersize=6, clip_on=False, label=f"{label}: flat or no usable fit ({int((~have).sum())} layers)")
