@@ -21,6 +21,7 @@ from green_profiles.configuration import RunConfig
 from green_profiles.execution import execute_notebook, settings_parameters
 
 NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics")
+NOTEBOOKS += ("depth",)
 SETTINGS = Path("notebooks/settings.yml")
 
 
