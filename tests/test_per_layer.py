@@ -201,3 +201,9 @@ def test_hooks_are_removed_after_the_pass(window):
     model = _model("qwen2")
     logit_gradient_norms(model, ids, TARGETS, tokens, per_layer=True)
     assert all(not block._forward_pre_hooks for block in decoder_layers(model))
+
+
+def test_no_rows_per_layer():
+    empty = torch.zeros(0, dtype=torch.long)
+    assert gradient_norm_rows(_model("llama"), torch.arange(L)[None], empty, empty, empty,
+                              per_layer=True).shape == (0, LAYERS, L)

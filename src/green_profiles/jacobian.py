@@ -338,7 +338,7 @@ def gradient_norm_rows(
 
     out = torch.zeros(len(rows), 1 + len(blocks), ids.shape[1], dtype=torch.float32)
     if len(rows) == 0:
-        return out
+        return out if per_layer else out[:, 0]
     ids = ids[:, : plan.end].to(device)
     rows = _Rows(rows.window, rows.target.to(device), rows.token.to(device))
     with torch.no_grad():
