@@ -18,11 +18,22 @@ from green_profiles.plans import describe_plan, notebook_runs, settings_plan
 
 
 def by_settings(plan):
-    return {(p.config.model, p.config.corpus, p.config.shuffle, p.config.n_windows): p for p in plan}
+    """The ordinary runs of a plan by (model, corpus, shuffle, windows); the depth page's per-layer runs apart."""
+    return {(p.config.model, p.config.corpus, p.config.shuffle, p.config.n_windows): p for p in ordinary(plan)}
+
+
+def ordinary(plan):
+    return [p for p in plan if not p.config.per_layer]
 
 
 def test_the_paper_settings_measure_the_papers_runs():
-    plan = settings_plan("paper")
+    everything = settings_plan("paper")
+    # The depth page measures each published run and its random twin again, per layer.
+    layered = [p for p in everything if p.config.per_layer]
+    assert sorted(p.config.model for p in layered) == ["pythia-14m", "pythia-14m@random", "qwen2.5-0.5b",
+                                                        "qwen2.5-0.5b@random"]
+    assert all(p.rows == 16_384 and p.notebooks == ("depth",) for p in layered)
+    plan = ordinary(everything)
     runs = by_settings(plan)
     pythia_like = [p.config for p in plan if not p.config.model.startswith("qwen")]
     qwen = [p.config for p in plan if p.config.model.startswith("qwen")]
@@ -56,7 +67,7 @@ def test_the_paper_settings_measure_the_papers_runs():
 
 
 def test_the_default_and_smoke_settings_plans():
-    default = settings_plan("default")
+    default = ordinary(settings_plan("default"))
     assert Counter((p.config.model, p.config.shuffle) for p in default) == Counter({
         ("smollm2-135m", "none"): 3, ("smollm2-135m", "window"): 2, ("smollm2-135m@random", "none"): 3})
     main_run = by_settings(default)[("smollm2-135m", "gutenberg", "none", 16)]
@@ -64,7 +75,7 @@ def test_the_default_and_smoke_settings_plans():
             main_run.config.target_stride, main_run.config.source_min_index) == (512, 480, 504, 8, 96)
     assert (main_run.config.sampler, main_run.config.seed, main_run.config.dtype) == ("uniform", 0, "auto")
     assert main_run.rows == 64 and main_run.config.distances[-1] == 384
-    smoke = settings_plan("smoke")
+    smoke = ordinary(settings_plan("smoke"))
     assert {p.config.seq_len for p in smoke} == {128}
     assert sorted(p.rows for p in smoke) == [2, 2] + [12] * 6  # 6 windows x targets 120, 124; hooks 2 x 1
 
@@ -109,10 +120,11 @@ def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
     assert main(["plan", "--settings", "smoke", "--json"]) == 0
     out, err = capsys.readouterr()
     records = [json.loads(line) for line in out.splitlines()]
-    assert len(records) == 8 and "8 runs" in err
+    assert len(records) == 10 and "10 runs" in err  # 8 ordinary runs and the depth page's 2 per-layer runs
     assert {"model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",
             "source_min_index", "shuffle", "dtype", "seed", "rows", "notebooks", "stored", "model_available",
-            "text_available", "estimated_kernel_s"} <= set(records[0])
+            "text_available", "estimated_kernel_s", "per_layer"} <= set(records[0])
+    assert sum(record["per_layer"] for record in records) == 2
 
 
 def test_a_stored_run_is_served_by_its_settings_when_its_text_is_not_here(tiny_setup, tmp_path, monkeypatch):
