@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 # (PROFILE=... is still understood, the name these had before.)
 SETTINGS ?= $(or $(PROFILE),default)
 NOTEBOOKS := coherent_text shuffled_tokens random_init model_sweep text_statistics
-NOTEBOOKS += training_dynamics
+NOTEBOOKS += depth training_dynamics
 EXECUTED := $(NOTEBOOKS:%=book/experiments/%.ipynb)
 SETTINGS_STAMP := book/experiments/.settings
 PACKAGE := $(shell find src/green_profiles -name '*.py')

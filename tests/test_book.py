@@ -20,7 +20,8 @@ from green_profiles.book import (
 from green_profiles.configuration import RunConfig
 from green_profiles.execution import execute_notebook, settings_parameters
 
-NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "training_dynamics")
+NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "depth",
+             "training_dynamics")
 SETTINGS = Path("notebooks/settings.yml")
 
 

@@ -264,3 +264,23 @@ def test_the_book_takes_its_processes_from_the_environment(monkeypatch):
     for bad in ("0", "two", "-1"):
         with pytest.raises(ValueError, match="GREEN_PROFILES_PROCESSES"):
             processes_from_environment({"GREEN_PROFILES_PROCESSES": bad})
+
+
+def test_a_sharded_per_layer_run_stores_the_layers_too(tiny_setup, tmp_path, worker_environment):
+    config = tiny_config(tiny_setup, n_windows=4, per_layer=True)
+    reference = single_process_run(config, tmp_path / "single")
+    command = torchrun("-m", "green_profiles", "--data-dir", str(tmp_path / "sharded"), "run",
+                       *config_arguments(config), "--bootstrap", "0", "--no-progress")
+    job = subprocess.run(command, capture_output=True, text=True, env=worker_environment, timeout=300)
+    assert job.returncode == 0, job.stderr[-4000:]
+    run = load_run(tmp_path / "sharded" / "runs" / reference.key)
+    assert "pred_layers" in run.arrays and run.n_layers == 2
+    assert_same_run(reference, run)
+
+
+def test_per_layer_goes_through_the_command_line(tiny_setup):
+    for per_layer in (False, True):
+        config = tiny_config(tiny_setup, per_layer=per_layer)
+        arguments = config_arguments(config)
+        assert ("--per-layer" in arguments) == per_layer
+        assert config_from_args(_parser().parse_args(["run", *arguments])) == config

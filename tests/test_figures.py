@@ -55,3 +55,20 @@ def test_fit_range_figure_of_a_flat_profile_draws_and_says_why_it_is_empty():
     assert any("no usable fit" in text.get_text() for text in ax.texts)
     assert ax.get_xscale() == "log" and ax.get_xlim()[0] > 0
     plt.close(fig)
+
+
+def test_by_layer_figure_marks_layers_without_an_estimate_and_skips_an_empty_series():
+    from green_profiles.figures import plot_by_layer
+
+    table = pd.DataFrame({"p": [1.1, math.nan, 0.9], "p_low": [1.0, math.nan, 0.95], "p_high": [1.2, math.nan, 1.0],
+                          "verdict_word": ["power law", "flat", "power law"]}, index=pd.Index([0, 3, 6], name="layer"))
+    fig, ax = plt.subplots()
+    plot_by_layer(ax, table, value="p", label="trained", color="#1f5fa8")
+    plot_by_layer(ax, table.assign(p=math.nan), value="p", label="random init", color="#6b6b6b")
+    labels = ax.get_legend_handles_labels()[1]
+    assert sorted(labels) == ["random init: flat or no usable fit (3 layers)", "trained (95% bootstrap interval)",
+                              "trained: flat or no usable fit (1 layers)"]
+    # An interval that misses its estimate (0.9 below [0.95, 1.0]) still draws, without a negative bar.
+    bars = [child for child in ax.containers]
+    assert len(bars) == 1
+    plt.close(fig)

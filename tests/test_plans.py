@@ -18,7 +18,12 @@ from green_profiles.plans import describe_plan, notebook_runs, settings_plan
 
 
 def by_settings(plan):
-    return {(p.config.model, p.config.corpus, p.config.shuffle, p.config.n_windows): p for p in plan}
+    """The ordinary runs of a plan by (model, corpus, shuffle, windows); the depth page's per-layer runs apart."""
+    return {(p.config.model, p.config.corpus, p.config.shuffle, p.config.n_windows): p for p in ordinary(plan)}
+
+
+def ordinary(plan):
+    return [p for p in plan if not p.config.per_layer]
 
 
 # The notebooks of the paper's experiments (training_dynamics adds our trained family and Pythia's training steps).
@@ -27,6 +32,12 @@ PAPER_NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_swe
 
 def test_the_paper_settings_measure_the_papers_runs():
     plan = settings_plan("paper", notebooks=PAPER_NOTEBOOKS)
+    # The depth page measures each published run and its random twin again, per layer.
+    layered = settings_plan("paper", notebooks=("depth",))
+    assert all(p.config.per_layer for p in layered)
+    assert sorted(p.config.model for p in layered) == ["pythia-14m", "pythia-14m@random", "qwen2.5-0.5b",
+                                                        "qwen2.5-0.5b@random"]
+    assert all(p.rows == 16_384 and p.notebooks == ("depth",) for p in layered)
     runs = by_settings(plan)
     pythia_like = [p.config for p in plan if not p.config.model.startswith("qwen")]
     qwen = [p.config for p in plan if p.config.model.startswith("qwen")]
@@ -128,12 +139,14 @@ def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
     assert main(["plan", "--settings", "smoke", "--json"]) == 0
     out, err = capsys.readouterr()
     records = [json.loads(line) for line in out.splitlines()]
-    # 8 runs of the SmolLM2 notebooks, and the tiny family's larger size: 4 checkpoints and the random twin.
-    assert len(records) == 13 and "13 runs" in err
+    # 8 runs of the SmolLM2 notebooks, the depth page's 2 per-layer runs, and the tiny family's larger size:
+    # 4 checkpoints and the random twin.
+    assert len(records) == 15 and "15 runs" in err
     assert sum(record["notebooks"] == ["training_dynamics"] for record in records) == 5
+    assert sum(record["per_layer"] for record in records) == 2
     assert {"model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",
             "source_min_index", "shuffle", "dtype", "seed", "rows", "notebooks", "stored", "model_available",
-            "text_available", "estimated_kernel_s"} <= set(records[0])
+            "text_available", "estimated_kernel_s", "per_layer"} <= set(records[0])
 
 
 def test_a_stored_run_is_served_by_its_settings_when_its_text_is_not_here(tiny_setup, tmp_path, monkeypatch):

@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--revision", help="hub revision, e.g. a Pythia step3000, or a checkpoint of a model trained "
                      "here (gutenberg-neox-d128 --revision step96)")
     run.add_argument("--split", help="split of a hub corpus (default test)")
+    run.add_argument("--per-layer", action="store_true", default=None,
+                     help="also store the norms with respect to every decoder block's input (same backward pass)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (not part of the cache key)")
     run.add_argument("--selection", choices=SELECTIONS + ("both",), default="both",
                      help="token selection(s) to fit: pred (the paper's figures), true, or both")
@@ -168,7 +170,10 @@ def config_arguments(config: RunConfig) -> list[str]:
     arguments = []
     for field in dataclasses.fields(RunConfig):
         value = getattr(config, field.name)
-        if value is None:
+        if value is None or (field.name == "per_layer" and not value):
+            continue
+        if field.name == "per_layer":  # a flag
+            arguments.append("--per-layer")
             continue
         text = ",".join(str(int(r)) for r in value) if field.name == "distances" else str(value)
         arguments.append(f"--{field.name.replace('_', '-')}={text}")  # one word: a value may start with "-"

@@ -55,6 +55,10 @@ class RunConfig:
         seed: seeds window sampling, shuffling and ``@random`` initialization.
         revision: hub revision of the model (e.g. a Pythia ``"step3000"``).
         split: corpus split, for hub corpora.
+        per_layer: also store, for every decoder block ``l``, the norms of the gradient with
+            respect to the hidden state entering it (``x_0``: the embeddings), from the same
+            backward pass (:func:`~green_profiles.jacobian.logit_gradient_norms`). It changes the
+            run's key only when true: runs without it keep the keys they always had.
     """
 
     model: str = "smollm2-135m"
@@ -72,6 +76,7 @@ class RunConfig:
     seed: int = 0
     revision: str | None = None
     split: str = "test"
+    per_layer: bool = False
 
     def resolved(self) -> RunConfig:
         """The configuration with every default filled in and checked.
@@ -89,6 +94,8 @@ class RunConfig:
             raise ValueError(f"n_windows must be positive, got {self.n_windows}")
         if self.shuffle not in SHUFFLE_MODES:
             raise ValueError(f"unknown shuffle {self.shuffle!r}: use one of {', '.join(SHUFFLE_MODES)}")
+        if not isinstance(self.per_layer, bool):
+            raise ValueError(f"per_layer must be True or False, got {self.per_layer!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}: use one of {', '.join(SAMPLERS)}")
         target_min = length - max(1, length // 16) if self.target_min is None else int(self.target_min)

@@ -8,6 +8,10 @@ weights cost 2 FLOPs per weight and token forward and again for the input
 gradient (no weight gradients are formed); attention scores and mixing cost
 ``4 d`` FLOPs per (query, key) pair forward and twice that backward.
 
+A ``per_layer`` run costs the same: its input-gradient pass crosses every block's
+input on its way to the embeddings anyway, and reading the gradient there adds
+only a norm per block (``n_layers`` norms of ``[n, d]`` per row, negligible).
+
 Time estimates divide that work by a throughput measured on this device: the
 rate stored runs achieved here (their ``kernel_flops`` over their kernel time),
 or, before any run was measured here, a short matmul probe, the peak the kernel

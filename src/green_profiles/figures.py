@@ -397,3 +397,62 @@ def plot_loss_curves(ax: Axes, table: Any, *, colors: dict[str, str] | None = No
     ax.set_ylabel("next-token loss (nats per token)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncols=2)
+DEPTH_COLORMAP = "viridis"
+LAYER_XLABEL = "block l whose input x_l is perturbed (0 = the embeddings; larger = fewer blocks above)"
+
+
+def plot_layer_profiles(ax: Axes, run: ProfileRun, *, selection: Selection = "pred",
+                        layers: Sequence[int] | None = None, colorbar: bool = True) -> None:
+    """Median normalized profile of every decoder block's input, over ``r >= 1`` on log-log axes, coloured
+    by depth (:data:`DEPTH_COLORMAP`, dark = the embeddings, light = the last block's input).
+
+    ``run`` must be measured with ``per_layer``; ``layers`` picks which are drawn (default all).
+    A colour bar names the layers.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    chosen = list(range(run.n_layers)) if layers is None else list(layers)
+    if not chosen:
+        raise ValueError(f"run {run.key} has no per-layer rows to draw")
+    cmap = plt.get_cmap(DEPTH_COLORMAP)
+    scale = Normalize(vmin=0, vmax=max(run.n_layers - 1, 1))
+    r = run.distances[1:].astype(float)
+    for layer in chosen:
+        median = run.layer_profile(layer, selection)["median"].to_numpy()[1:]
+        ax.plot(r, np.where(median > 0, median, np.nan), "o-", color=cmap(scale(layer)), markersize=2.5,
+                linewidth=1.1, alpha=0.9)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(DISTANCE_XLABEL)
+    ax.set_ylabel(r"$\hat G_l(r) = G_l(j, r)\,/\,G_l(j, 0)$   (median)")
+    ax.grid(True, which="major", alpha=0.3)
+    if colorbar:
+        bar = ax.figure.colorbar(plt.cm.ScalarMappable(norm=scale, cmap=cmap), ax=ax, pad=0.02)
+        bar.set_label("block l (input x_l)")
+
+
+def plot_by_layer(ax: Axes, table: Any, *, value: str = "p", label: str, color: str, offset: float = 0.0) -> None:
+    """A statistic of each layer with its 95% bootstrap interval, against the layer (a
+    :func:`green_profiles.depth.layer_summaries` table: ``{value}``, ``{value}_low``, ``{value}_high``,
+    ``verdict_word``, indexed by ``layer``).
+
+    Layers without an estimate (a flat profile, or a fit at a bound) are marked with
+    an open marker on the x axis, so that "no decay" shows instead of vanishing.
+    ``offset`` shifts the points along x so that two series at the same layers stay apart.
+    """
+    layers = table.index.to_numpy(dtype=float) + offset
+    estimate = table[value].to_numpy(dtype=float)
+    low, high = table[f"{value}_low"].to_numpy(dtype=float), table[f"{value}_high"].to_numpy(dtype=float)
+    have = np.isfinite(estimate)
+    # An interval can miss its estimate (all usable replicates on one side): draw the bar from the interval.
+    below = np.where(np.isfinite(low), np.clip(estimate - low, 0, None), 0.0)
+    above = np.where(np.isfinite(high), np.clip(high - estimate, 0, None), 0.0)
+    if have.any():
+        ax.errorbar(layers[have], estimate[have], yerr=[below[have], above[have]], fmt="o-", color=color,
+                    markersize=4, capsize=2.5, linewidth=1.1, label=f"{label} (95% bootstrap interval)")
+    if (~have).any():
+        ax.plot(layers[~have], np.zeros((~have).sum()), "o", color=color, markerfacecolor="white",
+                markersize=6, clip_on=False, label=f"{label}: flat or no usable fit ({int((~have).sum())} layers)")
+    ax.set_xlabel(LAYER_XLABEL)
+    ax.grid(True, alpha=0.3)

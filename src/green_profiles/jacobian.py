@@ -29,6 +29,14 @@ Work that no requested source needs is skipped: positions right of the last
 target are cut off, and with ``min_source > 0`` the prefix left of it runs once
 without gradients and is reused as a key/value cache (``skip_prefix``).
 
+Per layer. With ``per_layer=True`` the same backward pass also returns, for every
+decoder block ``l``, the norms ``|| d z[j, v] / d x_l[s] ||_2`` of the gradient with
+respect to the hidden state ``x_l`` entering block ``l`` (``x_0``: the input
+embeddings, so layer 0 is the ordinary row). The block inputs are captured by
+forward pre-hooks during the forward with gradients and one ``autograd.grad`` asks
+for all of them at once: the pass that reaches the embeddings crosses every block
+input anyway, so this costs no extra pass, only a norm per layer.
+
 Half precision. Every method seeds its backward pass with ``2**k`` instead of 1
 and divides the float32 norms by ``2**k`` (:func:`default_seed_exponent`: ``k = 8``
 in float16, 0 otherwise). A power of two only shifts exponents, so away from the
@@ -42,12 +50,13 @@ otherwise drop silently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -117,6 +126,7 @@ def logit_gradient_norms(
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     on_nonfinite: Literal["raise", "nan"] = "raise",
     seed_exponent: int | None = None,
+    per_layer: bool = False,
 ) -> Tensor:
     """Gradient norms of selected logits with respect to every input embedding.
 
@@ -145,11 +155,16 @@ def logit_gradient_norms(
             at the ends of the dtype's range); ``None`` is :func:`default_seed_exponent`
             of the model's dtype. A row that is not finite with ``k > 0`` is measured
             again with ``k = 0``.
+        per_layer: also the norms with respect to the input of every decoder block
+            (:func:`decoder_layers`), from the same backward pass.
 
     Returns:
         float32 norms (units of logit per unit embedding), ``[T, L]`` for one window
         or ``[B, T, L]``; exactly zero for sources right of the target, NaN left of
-        ``min_source``.
+        ``min_source``. With ``per_layer``, ``[T, n_layers, L]`` or ``[B, T, n_layers, L]``:
+        entry ``l`` is ``|| d z[j, v] / d x_l[s] ||_2`` (logit per unit of hidden state) with
+        ``x_l`` the hidden state entering block ``l``; ``x_0`` is the input embeddings, so
+        layer 0 equals the rows without ``per_layer`` bitwise.
     """
     single = torch.as_tensor(input_ids).dim() == 1
     ids = _as_window_batch(input_ids, "input_ids")
@@ -180,7 +195,9 @@ def logit_gradient_norms(
         memory_budget_bytes=memory_budget_bytes,
         on_nonfinite=on_nonfinite,
         seed_exponent=seed_exponent,
-    ).reshape(n_windows, n_targets, ids.shape[1])
+        per_layer=per_layer,
+    )
+    norms = norms.reshape(n_windows, n_targets, *norms.shape[1:])
     return norms[0] if single else norms
 
 
@@ -189,7 +206,8 @@ class ProtocolRows:
     """Both token selections of the protocol for a set of windows and targets.
 
     Tokens are ``[B, T]`` (``[T]`` for a single window); norms are ``[B, T, L]``
-    (``[T, L]``), as returned by :func:`logit_gradient_norms`.
+    (``[T, L]``), or ``[B, T, n_layers, L]`` (``[T, n_layers, L]``) with ``per_layer``,
+    as returned by :func:`logit_gradient_norms`.
     """
 
     true_tokens: Tensor
@@ -263,7 +281,7 @@ def protocol_gradient_norms(
     true_norms = norms[: len(window_index)]
     pred_norms = true_norms.clone()
     pred_norms[differ] = norms[len(window_index) :]
-    shape = (n_windows, n_targets, ids.shape[1])
+    shape = (n_windows, n_targets, *norms.shape[1:])
     result = ProtocolRows(
         true_tokens, pred_tokens, true_norms.reshape(shape), pred_norms.reshape(shape), true_log_probs
     )
@@ -286,12 +304,14 @@ def gradient_norm_rows(
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     on_nonfinite: Literal["raise", "nan"] = "raise",
     seed_exponent: int | None = None,
+    per_layer: bool = False,
 ) -> Tensor:
     """The kernel on a flat list of rows, each its own (window, target, token).
 
     ``input_ids`` is ``[B, L]``; ``row_windows``, ``row_targets`` and ``row_tokens``
     are ``[R]`` (window index into ``input_ids``, target position, vocabulary id).
-    Returns float32 ``[R, L]``. Keyword arguments as in :func:`logit_gradient_norms`.
+    Returns float32 ``[R, L]`` (``[R, n_layers, L]`` with ``per_layer``). Keyword
+    arguments as in :func:`logit_gradient_norms`.
     Rows may repeat a target with different tokens, and windows may carry
     different numbers of rows.
     """
@@ -313,36 +333,39 @@ def gradient_norm_rows(
     if on_nonfinite not in ("raise", "nan"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'nan', got {on_nonfinite!r}")
     exponent = _checked_seed_exponent(seed_exponent, head.weight.dtype)
+    # Layer 0 is the embeddings themselves (the leaf); blocks 1.. are read by hooks on their inputs.
+    blocks = decoder_layers(model)[1:] if per_layer else []
 
-    out = torch.zeros(len(rows), ids.shape[1], dtype=torch.float32)
+    out = torch.zeros(len(rows), 1 + len(blocks), ids.shape[1], dtype=torch.float32)
     if len(rows) == 0:
-        return out
+        return out if per_layer else out[:, 0]
     ids = ids[:, : plan.end].to(device)
     rows = _Rows(rows.window, rows.target.to(device), rows.token.to(device))
     with torch.no_grad():
         embeds = embedding(ids)
         prefix_cache = _prefix_key_values(base, embeds[:, : plan.offset]) if plan.offset > 0 else None
     if chunk_size is None:
-        chunk_size = _rows_per_chunk(model, plan, method, memory_budget_bytes, embeds.element_size())
+        chunk_size = _rows_per_chunk(model, plan, method, memory_budget_bytes, embeds.element_size(),
+                                     gradients=1 + len(blocks))
     chunk_size = max(1, int(chunk_size))
 
     def pass_rows(index: Tensor, k: int) -> None:
-        out[index, plan.offset : plan.end] = _pass_rows(
-            base, head, embeds, prefix_cache, rows.take(index), plan, method, chunk_size, k)
+        out[index, :, plan.offset : plan.end] = _pass_rows(
+            base, head, embeds, prefix_cache, rows.take(index), plan, method, chunk_size, k, blocks)
 
     pass_rows(torch.arange(len(rows)), exponent)
     if exponent > 0:
         # The scaled seed overflowed somewhere in these rows: measure them as an unscaled pass would.
-        overflowed = (~torch.isfinite(out[:, min_source:])).any(1).nonzero().flatten()
+        overflowed = (~torch.isfinite(out[..., min_source:])).flatten(1).any(1).nonzero().flatten()
         if len(overflowed):
             pass_rows(overflowed, 0)
             warnings.warn(f"{len(overflowed)} of {len(rows)} rows overflowed in {head.weight.dtype} with the "
                           f"seed scaled by 2**{exponent}; measured them again unscaled", RuntimeWarning,
                           stacklevel=2)
 
-    _check_finite(out[:, min_source:], rows, on_nonfinite)
-    out[:, :min_source] = math.nan
-    return out
+    _check_finite(out[..., min_source:], rows, on_nonfinite)
+    out[..., :min_source] = math.nan
+    return out if per_layer else out[:, 0]
 
 
 def _checked_seed_exponent(seed_exponent: int | None, dtype: torch.dtype) -> int:
@@ -358,40 +381,43 @@ def _checked_seed_exponent(seed_exponent: int | None, dtype: torch.dtype) -> int
 
 def _pass_rows(
     base: nn.Module, head: nn.Linear, embeds: Tensor, prefix_cache: list[tuple[Tensor, Tensor]] | None,
-    rows: _Rows, plan: _Plan, method: str, chunk_size: int, exponent: int,
+    rows: _Rows, plan: _Plan, method: str, chunk_size: int, exponent: int, blocks: Sequence[nn.Module] = (),
 ) -> Tensor:
-    """Float32 norms ``[R, end - offset]`` of ``rows`` with the seed cotangent ``2**exponent``, unscaled."""
-    norms = torch.zeros(len(rows), plan.end - plan.offset, dtype=torch.float32)
+    """Float32 norms ``[R, 1 + len(blocks), end - offset]`` of ``rows`` with the seed cotangent ``2**exponent``,
+    unscaled: with respect to the embeddings, then to the input of each of ``blocks``."""
+    norms = torch.zeros(len(rows), 1 + len(blocks), plan.end - plan.offset, dtype=torch.float32)
     if method == "replicate":
         for start in range(0, len(rows), chunk_size):
             index = torch.arange(start, min(start + chunk_size, len(rows)))
-            norms[index] = _replicate_chunk(base, head, embeds, prefix_cache, rows.take(index), plan, exponent)
+            norms[index] = _replicate_chunk(base, head, embeds, prefix_cache, rows.take(index), plan, exponent,
+                                            blocks)
         return norms
     for window in rows.window.unique().tolist():
         index = torch.nonzero(rows.window == window).flatten()
-        leaf, hidden = _forward_with_grad(base, embeds[window : window + 1], prefix_cache, [window], plan)
+        inputs, hidden = _forward_with_grad(base, embeds[window : window + 1], prefix_cache, [window], plan, blocks)
         logits = _selected_logits(head, hidden[0], rows.target[index] - plan.offset, rows.token[index])
         for start in range(0, len(index), 1 if method == "loop" else chunk_size):
             part = slice(start, start + (1 if method == "loop" else chunk_size))
-            norms[index[part]] = _pull_back(logits, leaf, part, batched=method == "vmap", exponent=exponent)
-        del leaf, hidden, logits
+            norms[index[part]] = _pull_back(logits, inputs, part, batched=method == "vmap", exponent=exponent)
+        del inputs, hidden, logits
     return norms
 
 
-def _pull_back(logits: Tensor, leaf: Tensor, part: slice, *, batched: bool, exponent: int = 0) -> Tensor:
-    """Norms ``[C, n]`` of the gradients of ``logits[part]`` with respect to ``leaf`` ``[1, n, d]``.
+def _pull_back(logits: Tensor, inputs: Sequence[Tensor], part: slice, *, batched: bool, exponent: int = 0) -> Tensor:
+    """Norms ``[C, K, n]`` of the gradients of ``logits[part]`` with respect to each of the ``K`` ``inputs``
+    (``[1, n, d]`` each: the leaf, then block inputs), from one backward pass.
 
     The backward starts from the seed ``2**exponent`` and the norms are divided by it again.
     """
     if not batched:
         summed = logits[part].sum()
-        (grad,) = torch.autograd.grad(summed, leaf, grad_outputs=_seed(summed, exponent), retain_graph=True)
-        return _norm_over_embedding(grad, exponent)
+        grads = torch.autograd.grad(summed, inputs, grad_outputs=_seed(summed, exponent), retain_graph=True)
+        return torch.stack([_norm_over_embedding(grad, exponent) for grad in grads], dim=1)
     chosen = torch.arange(len(logits), device=logits.device)[part]
     basis = torch.zeros(len(chosen), len(logits), dtype=logits.dtype, device=logits.device)
     basis[torch.arange(len(chosen)), chosen] = 2.0**exponent
-    (grad,) = torch.autograd.grad(logits, leaf, grad_outputs=basis, retain_graph=True, is_grads_batched=True)
-    return _norm_over_embedding(grad[:, 0], exponent)
+    grads = torch.autograd.grad(logits, inputs, grad_outputs=basis, retain_graph=True, is_grads_batched=True)
+    return torch.stack([_norm_over_embedding(grad[:, 0], exponent) for grad in grads], dim=1)
 
 
 def _seed(output: Tensor, exponent: int) -> Tensor | None:
@@ -401,36 +427,94 @@ def _seed(output: Tensor, exponent: int) -> Tensor | None:
 
 def _replicate_chunk(
     base: nn.Module, head: nn.Linear, embeds: Tensor, prefix_cache: list[tuple[Tensor, Tensor]] | None,
-    rows: _Rows, plan: _Plan, exponent: int = 0,
+    rows: _Rows, plan: _Plan, exponent: int = 0, blocks: Sequence[nn.Module] = (),
 ) -> Tensor:
-    """Norms ``[C, n]`` for a chunk of rows run as a batch of window copies, one per row (seed ``2**exponent``)."""
+    """Norms ``[C, 1 + len(blocks), n]`` for a chunk of rows run as a batch of window copies, one per row
+    (seed ``2**exponent``). Copies do not interact, so each copy's gradient holds its own row alone."""
     copies = embeds[rows.window.to(embeds.device)]
-    leaf, hidden = _forward_with_grad(base, copies, prefix_cache, rows.window.tolist(), plan)
+    inputs, hidden = _forward_with_grad(base, copies, prefix_cache, rows.window.tolist(), plan, blocks)
     batch = torch.arange(len(rows), device=hidden.device)
     logits = (hidden[batch, rows.target - plan.offset] * head.weight[rows.token]).sum(-1)
     summed = logits.sum()
-    (grad,) = torch.autograd.grad(summed, leaf, grad_outputs=_seed(summed, exponent))
-    return _norm_over_embedding(grad, exponent)
+    grads = torch.autograd.grad(summed, inputs, grad_outputs=_seed(summed, exponent))
+    return torch.stack([_norm_over_embedding(grad, exponent) for grad in grads], dim=1)
 
 
 def _forward_with_grad(
     base: nn.Module, embeds: Tensor, prefix_cache: list[tuple[Tensor, Tensor]] | None,
-    cache_rows: list[int], plan: _Plan,
-) -> tuple[Tensor, Tensor]:
+    cache_rows: list[int], plan: _Plan, blocks: Sequence[nn.Module] = (),
+) -> tuple[list[Tensor], Tensor]:
     """Forward over positions ``[offset, end)`` with the embeddings there as a fresh leaf.
 
-    Returns the leaf ``[b, n, d]`` and the final hidden states ``[b, n, d]``.
+    Returns ``[leaf, input of blocks[0], input of blocks[1], ...]`` (each ``[b, n, d]``)
+    and the final hidden states ``[b, n, d]``.
     """
     leaf = embeds[:, plan.offset : plan.end].detach().requires_grad_(True)
-    if prefix_cache is None:
-        hidden = base(inputs_embeds=leaf, use_cache=False)[0]
-    else:
-        from transformers import DynamicCache
+    with _block_inputs(blocks) as captured:
+        if prefix_cache is None:
+            hidden = base(inputs_embeds=leaf, use_cache=False)[0]
+        else:
+            from transformers import DynamicCache
 
-        # A fresh cache each time: the forward appends its own keys and values to it.
-        cache = DynamicCache(ddp_cache_data=[(k[cache_rows], v[cache_rows]) for k, v in prefix_cache])
-        hidden = base(inputs_embeds=leaf, past_key_values=cache, use_cache=False)[0]
-    return leaf, hidden
+            # A fresh cache each time: the forward appends its own keys and values to it.
+            cache = DynamicCache(ddp_cache_data=[(k[cache_rows], v[cache_rows]) for k, v in prefix_cache])
+            hidden = base(inputs_embeds=leaf, past_key_values=cache, use_cache=False)[0]
+    return [leaf, *captured], hidden
+
+
+@contextlib.contextmanager
+def _block_inputs(blocks: Sequence[nn.Module]) -> Iterator[list[Tensor]]:
+    """Collect the hidden state each of ``blocks`` receives during the forward of the block (in order).
+
+    Forward pre-hooks read the first positional argument (or ``hidden_states``) and
+    change nothing; they are removed on leaving, so no other forward is observed.
+    """
+    captured: list[Tensor | None] = [None] * len(blocks)
+
+    def hook_for(position: int) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            captured[position] = args[0] if args else kwargs["hidden_states"]
+        return hook
+
+    handles = [block.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i, block in enumerate(blocks)]
+    found: list[Tensor] = []
+    try:
+        yield found
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [i + 1 for i, tensor in enumerate(captured) if tensor is None]
+    if missing:
+        raise RuntimeError(f"decoder blocks {missing} were not called in the forward pass: cannot read their inputs")
+    found.extend(captured)  # type: ignore[arg-type]  (checked above)
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a causal LM, in order: ``x_l``, the input of block ``l``, is what
+    ``per_layer`` differentiates against.
+
+    Looks for the stack of blocks in the base model (``layers`` in Llama, Qwen2 and
+    GPT-NeoX; ``h`` in GPT-2 style models; ``blocks``; ``decoder.layers``), else for the one
+    ``ModuleList`` there with ``config.num_hidden_layers`` entries.
+
+    Raises:
+        ValueError: no such list is found (or several candidates are).
+    """
+    base = getattr(model, "base_model", model)
+    for path in ("layers", "h", "blocks", "decoder.layers"):
+        found: Any = base
+        for name in path.split("."):
+            found = getattr(found, name, None)
+        if isinstance(found, nn.ModuleList) and len(found) > 0:
+            return found
+    count = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    candidates = [module for module in base.modules() if isinstance(module, nn.ModuleList) and count
+                  and len(module) == count]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise ValueError(f"cannot find the decoder blocks of {type(model).__name__} (no base_model.layers, .h, .blocks "
+                     f"or .decoder.layers, and {len(candidates)} lists of num_hidden_layers = {count} modules): "
+                     "per_layer needs them")
 
 
 def _prefix_key_values(base: nn.Module, prefix: Tensor) -> list[tuple[Tensor, Tensor]]:
@@ -464,7 +548,7 @@ def _check_finite(out: Tensor, rows: _Rows, on_nonfinite: str) -> None:
     bad = ~torch.isfinite(out)
     if not bad.any():
         return
-    bad_rows = bad.any(1).nonzero().flatten().tolist()
+    bad_rows = bad.flatten(1).any(1).nonzero().flatten().tolist()
     where = ", ".join(f"(window {int(rows.window[r])}, target {int(rows.target[r])})" for r in bad_rows[:5])
     message = f"{int(bad.sum())} non-finite gradient norms in {len(bad_rows)} rows, e.g. {where}"
     if on_nonfinite == "raise":
@@ -551,13 +635,15 @@ def _supports_kv_cache(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel)
 
 
-def _rows_per_chunk(model: nn.Module, plan: _Plan, method: str, budget: int, element_size: int) -> int:
+def _rows_per_chunk(model: nn.Module, plan: _Plan, method: str, budget: int, element_size: int,
+                    gradients: int = 1) -> int:
     """Rows per batched pass so that one pass stays near ``budget`` bytes.
 
     A rough per-row estimate: the input-gradient pass keeps a few ``[n, d]`` and
     ``[n, ffn]`` tensors alive per layer boundary plus one attention map
     ``[heads, n, n + offset]``; the replicated batch also stores the whole
-    forward's activations, about that much again per layer.
+    forward's activations, about that much again per layer. With ``gradients`` > 1
+    (per layer), each row also keeps that many ``[n, d]`` input gradients.
     """
     config = getattr(model, "config", None)
     d = getattr(config, "hidden_size", None) or model.get_input_embeddings().weight.shape[1]
@@ -566,7 +652,7 @@ def _rows_per_chunk(model: nn.Module, plan: _Plan, method: str, budget: int, ele
     layers = getattr(config, "num_hidden_layers", None) or 1
     n = max(1, plan.end - plan.offset)
     per_layer = n * (8 * d + 2 * ffn) + 2 * heads * n * (n + plan.offset)
-    per_row = per_layer * (layers if method == "replicate" else 1) * element_size
+    per_row = (per_layer * (layers if method == "replicate" else 1) + (gradients - 1) * n * d) * element_size
     return max(1, budget // per_row)
 
 

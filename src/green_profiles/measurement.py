@@ -3,7 +3,8 @@
 :func:`run_profile` samples the windows, runs the kernel for both token selections
 of the protocol (``"pred"``: the model's argmax prediction, the paper's main
 figures; ``"true"``: the observed next token) and keeps, for every (window,
-target) row, the raw norms ``G(j, r)`` at the grid distances, and records how
+target) row, the raw norms ``G(j, r)`` at the grid distances (with ``per_layer``, also
+those with respect to every decoder block's input, from the same backward pass), and records how
 many of them came out exactly zero or not finite (``norm_counts`` in its
 metadata; a warning above :data:`ZERO_NORM_WARNING_FRACTION` zeros). A run that is
 already stored under the same key (settings and provenance, see
@@ -314,13 +315,13 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
             clock = time.perf_counter()
             rows = jacobian.protocol_gradient_norms(model, torch.from_numpy(windows.ids[index]),
                                                     torch.from_numpy(targets), min_source=config.source_min_index,
-                                                    **kernel_options)
+                                                    per_layer=config.per_layer, **kernel_options)
             kernel_seconds += time.perf_counter() - clock
             backward_rows += len(targets) + int((~rows.pred_correct).sum())
-            at_grid = torch.arange(len(targets))[:, None]
             fresh[index] = {
-                "true_raw": rows.true_norms[at_grid, sources].numpy(),
-                "pred_raw": rows.pred_norms[at_grid, sources].numpy(),
+                **{f"{selection}_{name}": values
+                   for selection, norms in (("true", rows.true_norms), ("pred", rows.pred_norms))
+                   for name, values in at_grid_points(norms, sources, config.per_layer).items()},
                 "true_tokens": rows.true_tokens.numpy(),
                 "pred_tokens": rows.pred_tokens.numpy(),
                 "true_log_probs": rows.true_log_probs.numpy(),
@@ -388,6 +389,12 @@ def _store_measured(config: RunConfig, key: str, provenance: Provenance, documen
     # Every grid point is a source at or left of its target and right of the buffer, so each of these
     # norms is positive in exact arithmetic: a zero is underflow, and a NaN a failed gradient.
     norm_counts = {selection: count_norms(arrays[f"{selection}_raw"]).summed() for selection in SELECTIONS}
+    if config.per_layer:
+        metadata_layers = {"n_layers": int(arrays["pred_layers"].shape[2]),
+                           "layer_norm_counts": {selection: count_norms(arrays[f"{selection}_layers"]).summed()
+                                                 for selection in SELECTIONS}}
+    else:
+        metadata_layers = {}
     metadata = {
         "key": key,
         "settings_key": settings_key(config, device),
@@ -395,6 +402,7 @@ def _store_measured(config: RunConfig, key: str, provenance: Provenance, documen
         "provenance": provenance.to_dict(),
         "dtype": dtype,
         "norm_counts": norm_counts,
+        **metadata_layers,
         "n_rows": int(len(windows) * len(targets)),
         "n_windows_resumed": len(windows) - len(pending),
         # Which process measured which window in this session (resumed windows are in none).
@@ -419,6 +427,20 @@ def _store_measured(config: RunConfig, key: str, provenance: Provenance, documen
     shutil.rmtree(partial_directory(store, key), ignore_errors=True)
     warn_on_lost_norms(f"run {key} ({config.model}, {config.corpus}, L={config.seq_len}, {dtype})", norm_counts)
     return final
+
+
+def at_grid_points(norms: torch.Tensor, sources: torch.Tensor, per_layer: bool) -> dict[str, np.ndarray]:
+    """A window's kernel rows at the grid points, as stored: ``{"raw": [T, n_r]}``, and with ``per_layer``
+    also ``{"layers": [T, n_layers, n_r]}`` (``raw`` is then layer 0, the embeddings).
+
+    Args:
+        norms: the kernel's rows of one window, ``[T, L]`` or, per layer, ``[T, n_layers, L]``.
+        sources: ``[T, n_r]`` source position of each target's grid distances.
+    """
+    if not per_layer:
+        return {"raw": norms[torch.arange(len(sources))[:, None], sources].numpy()}
+    layers = norms.gather(-1, sources[:, None, :].expand(-1, norms.shape[1], -1)).numpy()
+    return {"raw": layers[:, 0].copy(), "layers": layers}
 
 
 def device_seconds(sessions: Sequence[Mapping[str, Any]]) -> float:

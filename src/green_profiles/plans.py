@@ -29,7 +29,8 @@ import torch
 
 from green_profiles.configuration import RunConfig, published_run
 
-NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "training_dynamics")
+NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "depth",
+             "training_dynamics")
 # What a published run fixes; everything else of a run comes from the notebook's parameters.
 _PUBLISHED_FIELDS = ("seq_len", "target_min", "target_max", "target_stride", "source_min_index", "distances",
                      "sampler", "seed")
@@ -94,6 +95,8 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
             every distance).
         ``model_sweep``: ``(model, corpus)`` for every model and corpus.
         ``text_statistics``: the runs of ``coherent_text`` (the model's exponent, set next to the text's).
+        ``depth``: ``(model, "trained")`` and ``(model, "random init")`` on ``corpus``, measured
+            ``per_layer`` (the same windows and settings as ``random_init``'s, with every block's input).
         ``training_dynamics``: ``(model, "step<N>")`` for every size of ``family`` (or ``sizes``) and every
             checkpoint step, on ``corpus`` (the held-out text) with the notebook's own settings even when
             ``published`` (the family's context is short), ``(model, "random init")`` for each size's
@@ -134,6 +137,14 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
         return runs
     if notebook == "training_dynamics":
         return _training_runs(parameters, settings, needed)
+    if notebook == "depth":
+        corpus = needed("corpus")
+        runs = {}
+        for model in needed("models"):
+            trained = settings(model, corpus=corpus, per_layer=True)
+            runs[(model, "trained")] = trained
+            runs[(model, "random init")] = dataclasses.replace(trained, model=f"{model}@random")
+        return runs
     raise ValueError(f"unknown notebook {notebook!r}: use one of {', '.join(NOTEBOOKS)}")
 
 
@@ -325,7 +336,7 @@ def describe_plan(plan: Sequence[PlannedRun], *, data_dir: Path | None = None,
 
 
 PLAN_FIELDS = ("model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",
-               "source_min_index", "shuffle", "sampler", "seed", "split", "revision")
+               "source_min_index", "shuffle", "sampler", "seed", "split", "revision", "per_layer")
 
 
 def _throughput(stored: Sequence[Mapping[str, Any]], device_name: str, device: torch.device,

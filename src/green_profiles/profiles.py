@@ -5,6 +5,9 @@ files and :mod:`green_profiles.measurement` for how it is measured). Its rows ar
 the raw norms ``G(j, r)`` at the grid distances; ``Ĝ = G / G(j, 0)`` is derived
 on load, and :func:`aggregate_rows` turns rows into the profile: median, mean,
 10%-trimmed mean and quantile bands per distance over finite, positive values.
+A run measured with ``per_layer`` also holds the rows of every decoder block's
+input ``x_l``; the same methods read them with ``layer=l`` (each layer normalized
+by its own diagonal, ``G_l(j, r) / G_l(j, 0)``).
 
 By source position instead of distance, :func:`source_profile` and
 :func:`left_boundary_table` show the "hook" near the window start that the
@@ -110,10 +113,28 @@ class ProfileRun:
         """``[n_rows]`` target position ``j`` of each row."""
         return np.tile(self.targets, self.arrays["pred_raw"].shape[0])
 
-    def raw(self, selection: Selection = "pred") -> np.ndarray:
-        """Raw norms ``G(j, r)``, ``[n_rows, n_r]`` float32 (gradient of a logit per unit embedding)."""
+    @property
+    def n_layers(self) -> int:
+        """Decoder blocks whose inputs the run measured (0 for a run without ``per_layer``)."""
+        layers = self.arrays.get("pred_layers")
+        return 0 if layers is None else int(layers.shape[2])
+
+    def raw(self, selection: Selection = "pred", layer: int | None = None) -> np.ndarray:
+        """Raw norms ``G(j, r)``, ``[n_rows, n_r]`` float32 (gradient of a logit per unit embedding).
+
+        With ``layer = l`` (a ``per_layer`` run), ``G_l(j, r) = ||dz[j, v] / dx_l[j - r]||`` with
+        respect to the hidden state entering decoder block ``l`` (``l = 0``: the embeddings,
+        the same numbers as ``layer=None``); negative ``l`` counts from the last block.
+        """
         _check_selection(selection)
-        values = self.arrays[f"{selection}_raw"]
+        if layer is None:
+            values = self.arrays[f"{selection}_raw"]
+            return values.reshape(-1, values.shape[-1])
+        if not self.n_layers:
+            raise ValueError(f"run {self.key} was measured without per_layer: it has no per-layer rows")
+        if not -self.n_layers <= layer < self.n_layers:
+            raise ValueError(f"layer must lie in [0, {self.n_layers}) for run {self.key}, got {layer}")
+        values = self.arrays[f"{selection}_layers"][:, :, layer]
         return values.reshape(-1, values.shape[-1])
 
     def norm_counts(self, selection: Selection = "pred") -> NormCounts:
@@ -124,26 +145,32 @@ class ProfileRun:
         """
         return count_norms(self.raw(selection))
 
-    def normalized(self, selection: Selection = "pred") -> np.ndarray:
+    def normalized(self, selection: Selection = "pred", layer: int | None = None) -> np.ndarray:
         """Diagonal-normalized rows ``Ĝ(j, r) = G(j, r) / G(j, 0)``, ``[n_rows, n_r]`` float64.
 
-        A row whose ``G(j, 0)`` is zero or not finite is all NaN.
+        A row whose ``G(j, 0)`` is zero or not finite is all NaN. With ``layer`` (see
+        :meth:`raw`), that layer's rows over its own diagonal ``G_l(j, 0)``.
         """
-        raw = self.raw(selection).astype(np.float64)
+        raw = self.raw(selection, layer).astype(np.float64)
         diagonal = raw[:, :1]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(valid_mask(diagonal), raw / diagonal, np.nan)
 
-    def profile(self, selection: Selection = "pred", normalized: bool = True) -> Any:
-        """Per-distance statistics (:func:`aggregate_rows`) of the chosen rows."""
-        rows = self.normalized(selection) if normalized else self.raw(selection)
+    def profile(self, selection: Selection = "pred", normalized: bool = True, layer: int | None = None) -> Any:
+        """Per-distance statistics (:func:`aggregate_rows`) of the chosen rows (of one layer's, with ``layer``)."""
+        rows = self.normalized(selection, layer) if normalized else self.raw(selection, layer)
         return aggregate_rows(rows, self.distances)
 
-    def fit(self, selection: Selection = "pred", statistic: Literal["median", "mean"] = "median") -> Any:
+    def layer_profile(self, layer: int, selection: Selection = "pred") -> Any:
+        """The normalized profile of decoder block ``layer``'s input: ``profile(selection, layer=layer)``."""
+        return self.profile(selection, layer=layer)
+
+    def fit(self, selection: Selection = "pred", statistic: Literal["median", "mean"] = "median",
+            layer: int | None = None) -> Any:
         """The three decay models fitted to the normalized profile over ``r >= 1`` (a FitTable)."""
         from green_profiles.fits import fit_decay_models
 
-        return fit_decay_models(self.distances, self.profile(selection)[statistic].to_numpy())
+        return fit_decay_models(self.distances, self.profile(selection, layer=layer)[statistic].to_numpy())
 
     def resampling_unit(self, unit: Literal["document", "window"] | None = None) -> tuple[str, np.ndarray]:
         """What the bootstrap resamples, and each row's label of it: e.g. ``("document", [n_rows])``.
@@ -171,26 +198,32 @@ class ProfileRun:
 
     def bootstrap(self, selection: Selection = "pred", n_boot: int = 200, seed: int = 0,
                   statistic: Literal["median", "mean"] = "median",
-                  unit: Literal["document", "window"] | None = None) -> Any:
-        """Bootstrap of the fits over whole documents (a BootstrapResult; see :meth:`resampling_unit`)."""
+                  unit: Literal["document", "window"] | None = None, layer: int | None = None) -> Any:
+        """Bootstrap of the fits over whole documents (a BootstrapResult; see :meth:`resampling_unit`).
+
+        With ``layer``, of that layer's profile; the same seed draws the same documents for every
+        layer, so the layers' intervals come from the same resampled text.
+        """
         from green_profiles.fits import bootstrap_fits
 
         unit_name, labels = self.resampling_unit(unit)
-        return bootstrap_fits(self.distances, self.normalized(selection), n_boot=n_boot, seed=seed,
+        return bootstrap_fits(self.distances, self.normalized(selection, layer), n_boot=n_boot, seed=seed,
                               group=labels, group_name=unit_name, statistic=statistic)
 
-    def summary(self, selection: Selection = "pred", n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    def summary(self, selection: Selection = "pred", n_boot: int = 200, seed: int = 0,
+                layer: int | None = None) -> dict[str, Any]:
         """One flat record of the run's headline numbers, for tables and forest plots.
 
         ``p`` (power + floor) and the log-RMSE gap (exponential with floor minus
         power law with floor, positive when the power law fits better) with their
         bootstrap 95% intervals (NaN where the fit is flat or stuck at a bound),
         the best of the three laws by log-RMSE, the verdict (``verdict_word`` and
-        the sentence), top-1 accuracy and mean loss at the targets.
+        the sentence), top-1 accuracy and mean loss at the targets. With ``layer``, of that
+        decoder block's input (the record gains ``layer``).
         """
         from green_profiles.fits import verdict
 
-        result = self.bootstrap(selection, n_boot=n_boot, seed=seed)
+        result = self.bootstrap(selection, n_boot=n_boot, seed=seed, layer=layer)
         decision = verdict(result)
         best = result.point.best
         point = result.point_estimates
@@ -205,7 +238,7 @@ class ProfileRun:
             "power_wins": decision.power_wins_fraction, "bootstrap_unit": decision.unit,
             "bootstrap_groups": decision.n_groups, "verdict_word": decision.winner, "verdict": str(decision),
             "key": self.key,
-        }
+        } | ({} if layer is None else {"layer": layer % self.n_layers})
 
     @property
     def top1_accuracy(self) -> float:

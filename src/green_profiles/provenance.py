@@ -139,7 +139,11 @@ def settings_record(config: RunConfig, device: str | torch.device = "auto") -> d
     resolved = config.resolved()
     # Unchecked: a float16 run measured on a GPU keeps its key where it is only read back, on a CPU.
     dtype = resolve_dtype(resolved.dtype, resolve_device(device), checkpoint_dtype(resolved.model), check=False)
-    return resolved.to_dict() | {"dtype": str(dtype).removeprefix("torch.")}
+    record = resolved.to_dict() | {"dtype": str(dtype).removeprefix("torch.")}
+    # Added after runs were stored: recorded only when set, so that every run without it keeps its key.
+    if not record["per_layer"]:
+        del record["per_layer"]
+    return record
 
 
 def settings_key(config: RunConfig, device: str | torch.device = "auto") -> str:

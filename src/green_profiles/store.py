@@ -5,7 +5,9 @@ Each run lives in ``<data>/runs/<key>/`` (the key: :func:`green_profiles.provena
 ``profiles.npz``
     ``distances [n_r]``, ``targets [T]``, ``window_ids [n, L + 1]``,
     ``document [n]``, ``start [n]``, ``true_tokens``/``pred_tokens [n, T]``,
-    ``true_log_probs [n, T]`` and the raw norms ``true_raw``/``pred_raw [n, T, n_r]``.
+    ``true_log_probs [n, T]`` and the raw norms ``true_raw``/``pred_raw [n, T, n_r]``;
+    a ``per_layer`` run adds ``true_layers``/``pred_layers [n, T, n_layers, n_r]``, the norms
+    with respect to each decoder block's input (layer 0 equals ``*_raw``).
 ``rows.csv``
     one line per (window, target): document, title, start, target, both tokens
     (ids and text), whether the prediction was right, the observed token's log-probability.

@@ -1,0 +1,125 @@
+"""Per-layer runs through the store: their key, their arrays, their profiles, fits and bootstrap by layer, and
+the notebook's plan; runs without them keep their keys."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from green_profiles.configuration import PRESETS, RunConfig
+from green_profiles.depth import exponent_range, layer_summaries, power_law_layers, summarized_layers
+from green_profiles.measurement import run_profile
+from green_profiles.plans import notebook_runs, settings_plan
+from green_profiles.provenance import Provenance, run_key, settings_key, settings_record
+
+# Keys computed by the code before per_layer existed (commit 7391dec): they must not move.
+PROVENANCE = Provenance("c" * 64, "w", "t", 3)
+PINNED = {
+    "default": (RunConfig(), "56b30612ebd363a6", "fce2c2c5e06656cf"),
+    "smollm": (RunConfig(model="smollm2-135m", corpus="gutenberg", seq_len=512, n_windows=16, target_stride=8),
+               "f7e1b8d77c491357", "9f3800c7145924cc"),
+    "pythia": (PRESETS["pythia"], "989cb2260b2c9c8b", "f99c51a0154a4e3d"),
+    "qwen": (PRESETS["qwen"], "5f6b67c4d20b8267", "3fe7720ad110ba71"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_existing_keys_do_not_change(name):
+    config, settings, key = PINNED[name]
+    assert "per_layer" not in settings_record(config, "cpu")
+    assert settings_key(config, "cpu") == settings
+    assert run_key(config, PROVENANCE, "cpu") == key
+    layered = dataclasses.replace(config, per_layer=True)
+    assert settings_record(layered, "cpu")["per_layer"] is True
+    assert settings_key(layered, "cpu") != settings
+    assert run_key(layered, PROVENANCE, "cpu") != key
+
+
+def test_per_layer_must_be_a_bool():
+    with pytest.raises(ValueError, match="per_layer"):
+        RunConfig(per_layer="yes").resolved()
+
+
+@pytest.fixture(scope="module")
+def both_runs(tiny_setup, tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    plain = run_profile(tiny_config(tiny_setup), data_dir=data, progress=False)
+    layered = run_profile(tiny_config(tiny_setup, per_layer=True), data_dir=data, progress=False)
+    return plain, layered
+
+
+def test_a_per_layer_run_stores_every_block_input(both_runs):
+    plain, layered = both_runs
+    assert layered.key != plain.key
+    assert plain.n_layers == 0 and "pred_layers" not in plain.arrays
+    n_windows, n_targets, n_r = plain.arrays["pred_raw"].shape
+    for selection in ("pred", "true"):
+        layers = layered.arrays[f"{selection}_layers"]
+        assert layers.shape == (n_windows, n_targets, 2, n_r) and layers.dtype == np.float32
+        # Layer 0 is the embeddings: the ordinary rows, bitwise, in this run and in the run without layers.
+        np.testing.assert_array_equal(layers[:, :, 0], layered.arrays[f"{selection}_raw"])
+        np.testing.assert_array_equal(layers[:, :, 0], plain.arrays[f"{selection}_raw"])
+        assert (layers[:, :, 1] > 0).all() and not np.array_equal(layers[:, :, 1], layers[:, :, 0])
+    assert layered.metadata["n_layers"] == 2
+    assert layered.metadata["layer_norm_counts"]["pred"]["total"] == layered.arrays["pred_layers"].size
+    assert layered.metadata["config"]["per_layer"] is True
+
+
+def test_profiles_fits_and_bootstrap_by_layer(both_runs):
+    plain, layered = both_runs
+    np.testing.assert_array_equal(layered.normalized("pred", layer=0), plain.normalized("pred"))
+    top = layered.normalized("pred", layer=1)
+    assert top.shape == plain.normalized("pred").shape and np.allclose(top[:, 0], 1.0)
+    np.testing.assert_array_equal(layered.normalized("pred", layer=-1), top)
+    assert layered.layer_profile(1).equals(layered.profile("pred", layer=1))
+    assert layered.fit("pred", layer=0).to_dataframe().equals(plain.fit("pred").to_dataframe())
+    with pytest.warns(UserWarning, match="resamples windows"):
+        summary = layered.summary("pred", n_boot=5, layer=-1)
+    assert summary["layer"] == 1
+    with pytest.warns(UserWarning, match="resamples windows"):
+        table = layer_summaries(layered, "pred", n_boot=5)
+    assert list(table.index) == [0, 1] and {"p", "p_low", "p_high", "rmse_gap", "verdict_word"} <= set(table)
+    with pytest.raises(ValueError, match="without per_layer"):
+        plain.raw("pred", layer=0)
+    with pytest.raises(ValueError, match="without per_layer"):
+        layer_summaries(plain)
+    with pytest.raises(ValueError, match=r"layer must lie in \[0, 2\)"):
+        layered.raw("pred", layer=2)
+
+
+def test_summarized_layers_and_their_words():
+    import pandas as pd
+
+    assert summarized_layers(30, 3) == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29]
+    assert summarized_layers(6, 1) == [0, 1, 2, 3, 4, 5]
+    assert summarized_layers(1, 5) == [0]
+    with pytest.raises(ValueError):
+        summarized_layers(0)
+    table = pd.DataFrame({"verdict_word": ["power law", "flat", "power law"], "p": [0.9, float("nan"), 1.2]},
+                         index=pd.Index([0, 3, 5], name="layer"))
+    assert power_law_layers(table) == "2 of 3 (0–5)"
+    assert exponent_range(table) == "0.90–1.20"
+    assert power_law_layers(table.assign(verdict_word="flat")) == "none of 3"
+    assert exponent_range(table.assign(p=float("nan"))) == "—"
+
+
+def test_the_depth_notebook_plans_per_layer_runs_of_trained_and_random_weights():
+    parameters = {"models": ["smollm2-135m"], "corpus": "gutenberg", "seq_len": 512, "n_windows": 8,
+                  "target_stride": 8}
+    runs = notebook_runs("depth", parameters)
+    assert list(runs) == [("smollm2-135m", "trained"), ("smollm2-135m", "random init")]
+    assert all(config.per_layer for config in runs.values())
+    assert runs[("smollm2-135m", "random init")].model == "smollm2-135m@random"
+    published = notebook_runs("depth", parameters | {"models": ["pythia-14m"], "published": True})
+    assert published[("pythia-14m", "trained")].seq_len == 2048 and published[("pythia-14m", "trained")].per_layer
+
+
+@pytest.mark.parametrize("settings", ["smoke", "default", "paper", "paper-rehearsal"])
+def test_every_settings_plan_lists_the_depth_runs(settings):
+    plan = settings_plan(settings)
+    layered = [planned for planned in plan if planned.config.per_layer]
+    assert layered and all(planned.notebooks == ("depth",) for planned in layered)
+    assert not any(planned.config.per_layer for planned in plan if "depth" not in planned.notebooks)
