@@ -105,7 +105,7 @@ plan: $(INSTALLED)
 	@$(PY) -m green_profiles plan --settings $(SETTINGS)
 
 # The paper's settings end to end, offline, on a CPU: a local Hugging Face cache stands in for the hub
-# (random-weight models of the published architectures, Pythia-160m/410m and Qwen2.5 cut to 2 layers; a
+# (random-weight models of the published architectures, Pythia-160m/410m cut to 2 layers, Qwen2.5 to 1; a
 # stand-in tokenizer; real text in the hub corpora's formats: green_profiles.rehearsal), then `make book`
 # with the paper-rehearsal settings: every run of the paper's plan at its published L, buffer and grid,
 # 2 windows x 1 target each. Its runs and corpus file stay in data/rehearsal/, apart from real ones.
