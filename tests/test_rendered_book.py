@@ -25,7 +25,7 @@ pytestmark = pytest.mark.browser
 
 BUILD = Path("_build/html")
 SCREENSHOTS = Path("_build/screenshots")
-EXPERIMENTS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics",
+EXPERIMENTS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "depth",
                "training_dynamics")
 PAGES = ("book/intro", "book/methods", *(f"book/experiments/{name}" for name in EXPERIMENTS),
          "book/summary", "book/reproducibility")
@@ -43,6 +43,9 @@ return {
   typeset: document.querySelectorAll('mjx-container').length,
   raw_tex: math.filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 60)),
   text: document.querySelector('article') ? document.querySelector('article').innerText : '',
+  pasted: document.querySelectorAll('article .pasted-text').length,
+  code_in_cells: Array.from(document.querySelectorAll('article td code, article li code'))
+    .map(el => el.textContent).filter(text => /[0-9]/.test(text)),
 };
 """
 _MATHJAX_DONE = """
@@ -131,3 +134,17 @@ def test_summary_pastes_the_measured_numbers(open_page):
     assert text.count("[") >= 10, "the summary's tables of exponents are empty"
     for placeholder in ("glue", "undefined"):
         assert placeholder not in text, f"summary shows {placeholder!r}"
+    # Pasted as ordinary text, not as inline code (monospace): no number sits in a code element of a table.
+    assert report["pasted"] >= 80, f"only {report['pasted']} pasted values on the summary page"
+    assert report["code_in_cells"] == [], f"numbers rendered as code: {report['code_in_cells'][:5]}"
+
+
+def test_intro_opens_with_this_builds_findings_linked_to_their_evidence(open_page, browser):
+    report = open_page("book/intro")
+    findings = browser.find_elements("css selector", "#this-build-in-four-findings ol > li")
+    assert len(findings) == 4
+    for item in findings:
+        assert item.find_elements("css selector", "a[href*='experiments/']"), item.text
+        assert item.find_elements("css selector", ".pasted-text"), item.text
+    assert report["text"].index("This build in four findings") < report["text"].index("The question")
+    assert report["code_in_cells"] == []
