@@ -94,7 +94,7 @@ def legend_html(limits: tuple[float, float] = LIMITS, colormap: str = COLORMAP) 
     labels = "".join(
         f'<span style="position: absolute; left: {100 * (d - np.log10(limits[0])) / span:.1f}%; '
         f'transform: translateX(-50%)">10<sup>{d}</sup></span>' for d in decades)
-    return (f'<div style="font-size: 11px; margin: 0.3em 0 1.2em 0; max-width: 320px">'
+    return (f'<div style="font-size: 11px; margin: 0.3em 0 1.2em 0; padding: 0 1em; max-width: 340px">'
             f'<div>Ĝ(j, r) = G(j, j − r) / G(j, j), log scale (clipped to '
             f'[{limits[0]:g}, {limits[1]:g}]); unshaded: left buffer, not measured</div>'
             f'<div style="height: 12px; border: 1px solid #888; '
