@@ -30,8 +30,18 @@ def ordinary(plan):
 PAPER_NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics")
 
 
+def without_shading(plan):
+    """The plan less coherent_text's three small runs with whole rows (shown as shaded text)."""
+    shading = [p for p in plan if p.config.full_rows]
+    model = min((p.config.model for p in shading), key=len)
+    assert sorted((p.config.model, p.config.shuffle) for p in shading) == [
+        (model, "none"), (model, "window"), (f"{model}@random", "none")]
+    assert all(p.notebooks == ("coherent_text",) and p.config.n_windows in (1, 3) for p in shading)
+    return [p for p in plan if not p.config.full_rows]
+
+
 def test_the_paper_settings_measure_the_papers_runs():
-    plan = settings_plan("paper", notebooks=PAPER_NOTEBOOKS)
+    plan = without_shading(settings_plan("paper", notebooks=PAPER_NOTEBOOKS))
     # The depth page measures each published run and its random twin again, per layer.
     layered = settings_plan("paper", notebooks=("depth",))
     assert all(p.config.per_layer for p in layered)
@@ -82,7 +92,7 @@ def test_the_paper_settings_sweep_pythias_training_steps_and_our_family():
 
 
 def test_the_default_and_smoke_settings_plans():
-    default = settings_plan("default", notebooks=PAPER_NOTEBOOKS)
+    default = without_shading(settings_plan("default", notebooks=PAPER_NOTEBOOKS))
     assert Counter((p.config.model, p.config.shuffle) for p in default) == Counter({
         ("smollm2-135m", "none"): 4, ("smollm2-135m", "window"): 2, ("smollm2-135m@random", "none"): 4,
         ("gutenberg-neox-d192", "none"): 2})
@@ -94,7 +104,7 @@ def test_the_default_and_smoke_settings_plans():
             main_run.config.target_stride, main_run.config.source_min_index) == (512, 480, 504, 8, 96)
     assert (main_run.config.sampler, main_run.config.seed, main_run.config.dtype) == ("uniform", 0, "auto")
     assert main_run.rows == 64 and main_run.config.distances[-1] == 384
-    smoke = settings_plan("smoke", notebooks=PAPER_NOTEBOOKS)
+    smoke = without_shading(settings_plan("smoke", notebooks=PAPER_NOTEBOOKS))
     assert {p.config.seq_len for p in smoke} == {128}
     assert sorted(p.rows for p in smoke) == [2, 2] + [12] * 6  # 6 windows x targets 120, 124; hooks 2 x 1
 
@@ -139,9 +149,10 @@ def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
     assert main(["plan", "--settings", "smoke", "--json"]) == 0
     out, err = capsys.readouterr()
     records = [json.loads(line) for line in out.splitlines()]
-    # 8 runs of the SmolLM2 notebooks, the depth page's 2 per-layer runs, and the tiny family's larger size:
-    # 4 checkpoints and the random twin.
-    assert len(records) == 15 and "15 runs" in err
+    # 8 runs of the SmolLM2 notebooks and coherent_text's 3 shaded-text runs, the depth page's 2 per-layer runs,
+    # and the tiny family's larger size: 4 checkpoints and the random twin.
+    assert len(records) == 18 and "18 runs" in err
+    assert sum(record["full_rows"] for record in records) == 3
     assert sum(record["notebooks"] == ["training_dynamics"] for record in records) == 5
     assert sum(record["per_layer"] for record in records) == 2
     assert {"model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",

@@ -160,3 +160,29 @@ def test_intro_opens_with_this_builds_findings_linked_to_their_evidence(open_pag
         assert item.find_elements("css selector", ".pasted-text"), item.text
     assert report["text"].index("This build in four findings") < report["text"].index("The question")
     assert report["code_in_cells"] == []
+
+
+_SHADING = """
+const block = document.querySelector('article .green-shading');
+if (!block) { return null; }
+const shaded = Array.from(block.querySelectorAll('span[data-g]'));
+return {
+  html: block.outerHTML,
+  spans: shaded.length,
+  panels: block.querySelectorAll('div[style*="flex: 1 1 0"]').length,
+  inline: shaded.filter(span => span.style.backgroundColor !== '').length,
+  painted: shaded.filter(span => !['', 'transparent', 'rgba(0, 0, 0, 0)'].includes(getComputedStyle(span).backgroundColor)).length,
+  values: shaded.filter(span => Number.isFinite(parseFloat(span.dataset.g))).length,
+};
+"""
+
+
+def test_coherent_text_shades_a_real_sentence(open_page, browser):
+    open_page("book/experiments/coherent_text")
+    report = browser.execute_script(_SHADING)
+    assert report is not None, "the coherent_text page shows no shaded text (.green-shading)"
+    assert report["panels"] == 3, "expected trained, random init and shuffled side by side"
+    assert report["spans"] > 0 and report["inline"] == report["spans"] == report["painted"] == report["values"]
+    # Self-contained: inline styles, nothing fetched and nothing run.
+    for needle in ("http:", "https:", "<script", "<link", "<img", "url("):
+        assert needle not in report["html"], f"the shaded text refers to {needle!r}"

@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--split", help="split of a hub corpus (default test)")
     run.add_argument("--per-layer", action="store_true", default=None,
                      help="also store the norms with respect to every decoder block's input (same backward pass)")
+    run.add_argument("--full-rows", action="store_true", default=None,
+                     help="also store every target's whole row over all sources (for shading the text)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (not part of the cache key)")
     run.add_argument("--selection", choices=SELECTIONS + ("both",), default="both",
                      help="token selection(s) to fit: pred (the paper's figures), true, or both")
@@ -170,10 +172,10 @@ def config_arguments(config: RunConfig) -> list[str]:
     arguments = []
     for field in dataclasses.fields(RunConfig):
         value = getattr(config, field.name)
-        if value is None or (field.name == "per_layer" and not value):
+        if value is None or (field.name in ("per_layer", "full_rows") and not value):
             continue
-        if field.name == "per_layer":  # a flag
-            arguments.append("--per-layer")
+        if field.name in ("per_layer", "full_rows"):  # flags
+            arguments.append(f"--{field.name.replace('_', '-')}")
             continue
         text = ",".join(str(int(r)) for r in value) if field.name == "distances" else str(value)
         arguments.append(f"--{field.name.replace('_', '-')}={text}")  # one word: a value may start with "-"

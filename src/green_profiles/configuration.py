@@ -59,6 +59,10 @@ class RunConfig:
             respect to the hidden state entering it (``x_0``: the embeddings), from the same
             backward pass (:func:`~green_profiles.jacobian.logit_gradient_norms`). It changes the
             run's key only when true: runs without it keep the keys they always had.
+        full_rows: also store every target's whole row ``G(j, s)`` over all sources ``s``
+            (``true_full``/``pred_full [n, T, L]``, NaN left of the buffer, zero right of the
+            target), for showing the decay on the text itself (:mod:`green_profiles.shading`).
+            In the key only when true, like ``per_layer``.
     """
 
     model: str = "smollm2-135m"
@@ -77,6 +81,7 @@ class RunConfig:
     revision: str | None = None
     split: str = "test"
     per_layer: bool = False
+    full_rows: bool = False
 
     def resolved(self) -> RunConfig:
         """The configuration with every default filled in and checked.
@@ -96,6 +101,8 @@ class RunConfig:
             raise ValueError(f"unknown shuffle {self.shuffle!r}: use one of {', '.join(SHUFFLE_MODES)}")
         if not isinstance(self.per_layer, bool):
             raise ValueError(f"per_layer must be True or False, got {self.per_layer!r}")
+        if not isinstance(self.full_rows, bool):
+            raise ValueError(f"full_rows must be True or False, got {self.full_rows!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}: use one of {', '.join(SAMPLERS)}")
         target_min = length - max(1, length // 16) if self.target_min is None else int(self.target_min)

@@ -325,6 +325,9 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
                 "true_tokens": rows.true_tokens.numpy(),
                 "pred_tokens": rows.pred_tokens.numpy(),
                 "true_log_probs": rows.true_log_probs.numpy(),
+                **({f"{selection}_full": full_rows(norms, config.per_layer)
+                    for selection, norms in (("true", rows.true_norms), ("pred", rows.pred_norms))}
+                   if config.full_rows else {}),
             }
             bar.update(len(targets))
             if kernel_seconds:
@@ -441,6 +444,16 @@ def at_grid_points(norms: torch.Tensor, sources: torch.Tensor, per_layer: bool) 
         return {"raw": norms[torch.arange(len(sources))[:, None], sources].numpy()}
     layers = norms.gather(-1, sources[:, None, :].expand(-1, norms.shape[1], -1)).numpy()
     return {"raw": layers[:, 0].copy(), "layers": layers}
+
+
+def full_rows(norms: torch.Tensor, per_layer: bool) -> np.ndarray:
+    """A window's whole kernel rows as stored with ``full_rows``: ``[T, L]`` float32 over every source.
+
+    The kernel's own numbers, unchanged: NaN left of the buffer (never computed), zero right
+    of the target. With ``per_layer`` the rows of layer 0 (the embeddings), as ``*_raw``.
+    """
+    values = norms[:, 0] if per_layer else norms
+    return values.numpy().astype(np.float32, copy=True)
 
 
 def device_seconds(sessions: Sequence[Mapping[str, Any]]) -> float:

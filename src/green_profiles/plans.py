@@ -87,7 +87,12 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
     """The runs ``notebook`` measures under ``parameters``, by role.
 
     Roles:
-        ``coherent_text``: ``(model, corpus)`` for every model and corpus.
+        ``coherent_text``: ``(model, corpus)`` for every model and corpus; with ``shading_windows > 0``,
+            also the runs shown as shaded text (:mod:`green_profiles.shading`), on the first model and
+            corpus with ``shading_windows`` windows and ``full_rows``: ``(model, corpus, "shading", condition)``
+            for condition ``"trained"``, ``"random init"`` (the ``@random`` twin) and ``"shuffled"`` (the
+            trained model on the window-shuffled text), the same seed and settings otherwise, so the
+            same windows.
         ``shuffled_tokens``: ``(model, corpus, shuffle)`` with shuffle ``"none"`` and each of ``shuffle_modes``.
         ``random_init``: ``(model, "trained")``, ``(model, "random init")`` on ``corpus``, and the dense
             unbuffered runs of the left-boundary figure, ``(model, "hook", "coherent")`` and
@@ -114,8 +119,12 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
         return parameters[name]
 
     if notebook in ("coherent_text", "model_sweep", "text_statistics"):
-        return {(model, corpus): settings(model, corpus=corpus)
+        runs = {(model, corpus): settings(model, corpus=corpus)
                 for model in needed("models") for corpus in needed("corpora")}
+        if notebook == "coherent_text" and int(parameters.get("shading_windows") or 0) > 0:
+            runs |= _shading_runs(settings, needed("models")[0], needed("corpora")[0],
+                                  int(parameters["shading_windows"]))
+        return runs
     if notebook == "shuffled_tokens":
         modes = ["none", *needed("shuffle_modes")]
         return {(model, corpus, mode): settings(model, corpus=corpus, shuffle=mode)
@@ -146,6 +155,15 @@ def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, Ru
             runs[(model, "random init")] = dataclasses.replace(trained, model=f"{model}@random")
         return runs
     raise ValueError(f"unknown notebook {notebook!r}: use one of {', '.join(NOTEBOOKS)}")
+
+
+def _shading_runs(settings: Callable[..., RunConfig], model: str, corpus: str,
+                  n_windows: int) -> dict[Role, RunConfig]:
+    """The three runs of ``coherent_text``'s shaded sentences (see :func:`notebook_runs`)."""
+    trained = settings(model, corpus=corpus, n_windows=n_windows, full_rows=True)
+    return {(model, corpus, "shading", "trained"): trained,
+            (model, corpus, "shading", "random init"): dataclasses.replace(trained, model=f"{model}@random"),
+            (model, corpus, "shading", "shuffled"): dataclasses.replace(trained, shuffle="window")}
 
 
 def _training_runs(parameters: Mapping[str, Any], settings: Callable[..., RunConfig],
@@ -336,7 +354,8 @@ def describe_plan(plan: Sequence[PlannedRun], *, data_dir: Path | None = None,
 
 
 PLAN_FIELDS = ("model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",
-               "source_min_index", "shuffle", "sampler", "seed", "split", "revision", "per_layer")
+               "source_min_index", "shuffle", "sampler", "seed", "split", "revision", "per_layer",
+               "full_rows")
 
 
 def _throughput(stored: Sequence[Mapping[str, Any]], device_name: str, device: torch.device,

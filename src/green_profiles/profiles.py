@@ -119,6 +119,29 @@ class ProfileRun:
         layers = self.arrays.get("pred_layers")
         return 0 if layers is None else int(layers.shape[2])
 
+    @property
+    def has_full_rows(self) -> bool:
+        """Whether the run kept whole rows (measured with ``full_rows``)."""
+        return "pred_full" in self.arrays
+
+    def full_row(self, window: int, target_index: int, selection: Selection = "pred") -> np.ndarray:
+        """The stored whole row ``G(j, s)`` of one (window, target): ``[L]`` float32, by source ``s``.
+
+        ``j = targets[target_index]``; NaN left of the buffer (the kernel never computed
+        it), zero right of ``j``; at ``s = j - r`` it equals :meth:`raw` at distance ``r``.
+
+        Raises:
+            ValueError: the run was measured without ``full_rows``, or an index is out of range.
+        """
+        _check_selection(selection)
+        if not self.has_full_rows:
+            raise ValueError(f"run {self.key} was measured without full_rows: it has no whole rows")
+        full = self.arrays[f"{selection}_full"]
+        if not (0 <= window < full.shape[0] and 0 <= target_index < full.shape[1]):
+            raise ValueError(f"(window, target_index) must lie in [0, {full.shape[0]}) x [0, {full.shape[1]}) "
+                             f"for run {self.key}, got ({window}, {target_index})")
+        return full[window, target_index]
+
     def raw(self, selection: Selection = "pred", layer: int | None = None) -> np.ndarray:
         """Raw norms ``G(j, r)``, ``[n_rows, n_r]`` float32 (gradient of a logit per unit embedding).
 

@@ -141,8 +141,9 @@ def settings_record(config: RunConfig, device: str | torch.device = "auto") -> d
     dtype = resolve_dtype(resolved.dtype, resolve_device(device), checkpoint_dtype(resolved.model), check=False)
     record = resolved.to_dict() | {"dtype": str(dtype).removeprefix("torch.")}
     # Added after runs were stored: recorded only when set, so that every run without it keeps its key.
-    if not record["per_layer"]:
-        del record["per_layer"]
+    for flag in ("per_layer", "full_rows"):
+        if not record[flag]:
+            del record[flag]
     return record
 
 

@@ -7,7 +7,8 @@ Each run lives in ``<data>/runs/<key>/`` (the key: :func:`green_profiles.provena
     ``document [n]``, ``start [n]``, ``true_tokens``/``pred_tokens [n, T]``,
     ``true_log_probs [n, T]`` and the raw norms ``true_raw``/``pred_raw [n, T, n_r]``;
     a ``per_layer`` run adds ``true_layers``/``pred_layers [n, T, n_layers, n_r]``, the norms
-    with respect to each decoder block's input (layer 0 equals ``*_raw``).
+    with respect to each decoder block's input (layer 0 equals ``*_raw``); a ``full_rows`` run
+    adds ``true_full``/``pred_full [n, T, L]``, every target's whole row over all sources.
 ``rows.csv``
     one line per (window, target): document, title, start, target, both tokens
     (ids and text), whether the prediction was right, the observed token's log-probability.
