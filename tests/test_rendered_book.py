@@ -161,7 +161,8 @@ return {
              ...performance.getEntriesByType('resource').map(entry => entry.name)].filter(external),
 };
 """
-_HIDDEN = "return document.querySelector('article .plotly-graph-div').data.filter(t => t.visible === 'legendonly').length"
+_HIDDEN = ("return document.querySelector('article .plotly-graph-div').data"
+           ".filter(trace => trace.visible === 'legendonly').length")
 
 
 @pytest.mark.parametrize("page", INTERACTIVE_PAGES)
