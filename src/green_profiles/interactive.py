@@ -41,7 +41,9 @@ def median_interval(run: ProfileRun, selection: Selection = "pred", n_boot: int 
     """
     from green_profiles.fits.bootstrap import _ColumnAggregator
 
-    _, labels = run.resampling_unit()
+    with warnings.catch_warnings():  # a run of few documents: its fits' bootstrap already says so
+        warnings.simplefilter("ignore", UserWarning)
+        _, labels = run.resampling_unit()
     _, inverse = np.unique(labels, return_inverse=True)
     n_groups = int(inverse.max()) + 1
     # The same multiplicity-weighted median as the fits' bootstrap (no rows copied per replicate).
