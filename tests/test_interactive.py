@@ -92,9 +92,15 @@ def test_against_tokens_figure_shows_each_size_with_intervals_and_its_random_twi
     np.testing.assert_allclose(trained.y, [1.2, 0.9])
     np.testing.assert_allclose(trained.error_y.array, [0.3, 0.1])
     np.testing.assert_allclose(trained.error_y.arrayminus, [0.2, 0.1])
-    twin = [trace for trace in fig.data if trace.legendgroup == "m-d16" and trace.showlegend is False]
+    twin = [trace for trace in fig.data if trace.name == "m-d16" and trace.showlegend is False]
     assert len(twin) == 1 and twin[0].marker.symbol == "square-open" and list(twin[0].y) == [0.5]
     assert fig.data[-1].x[0] == 1e4 / 4  # m-d32's step 0 at the "init" position, a factor 4 left of step 10
+    # Without an estimate: a cross at 0, in the model's legend group (m-d16's step 0, m-d32's twin).
+    crosses = [trace for trace in fig.data if trace.name.endswith("no estimate")]
+    assert [(trace.legendgroup, list(trace.y), trace.customdata[0][0]) for trace in crosses] == [
+        ("m-d16", [0.0], "step0"), ("m-d32", [0.0], "random init")]
+    empty = against_tokens_figure(table.assign(p=math.nan), "p")
+    assert [trace.name for trace in empty.data if trace.showlegend] == ["m-d16: no estimate", "m-d32: no estimate"]
 
 
 def test_html_is_a_div_without_plotly_js_and_a_stable_id():

@@ -141,7 +141,8 @@ def against_tokens_figure(table: Any, value: str = "p", *, colors: Mapping[str, 
     training tokens (log axis), one legend group per model (size), as
     :func:`~green_profiles.figures.plot_against_tokens`: step 0 at an "init" position a factor 4 left of the
     first checkpoint, the ``@random`` twin as an open square a factor 3 further left. Hover: checkpoint, tokens,
-    the value with its interval, the verdict. Checkpoints without an estimate are left out.
+    the value with its interval, the verdict. A checkpoint without an estimate (flat profile, fit at a bound)
+    is a cross at ``value = 0`` (the axis' lower end for ``p``), its hover saying why.
 
     ``table`` is :func:`green_profiles.dynamics.dynamics_table`'s (``model``, ``checkpoint``, ``tokens``,
     ``value``, ``value_low``, ``value_high``, ``verdict_word``).
@@ -157,7 +158,16 @@ def against_tokens_figure(table: Any, value: str = "p", *, colors: Mapping[str, 
         part = group.assign(
             x=np.where(twin, init / 3, np.where(group["tokens"].to_numpy(dtype=float) > 0, group["tokens"], init)),
             order=np.where(twin, -1.0, group["tokens"].fillna(0.0)))
-        part = part[np.isfinite(part[value].to_numpy(dtype=float))].sort_values("order")
+        part = part.sort_values("order")
+        missing = part[~np.isfinite(part[value].to_numpy(dtype=float))]
+        part = part[np.isfinite(part[value].to_numpy(dtype=float))]
+        if not missing.empty:
+            fig.add_trace(go.Scatter(
+                x=missing["x"], y=np.zeros(len(missing)), mode="markers", name=f"{model}: no estimate",
+                legendgroup=model, showlegend=part.empty, marker={"color": color, "size": 9, "symbol": "x-thin-open"},
+                customdata=np.column_stack([missing["checkpoint"], missing["verdict_word"].fillna("")]),
+                hovertemplate=(f"<b>{model}</b> · %{{customdata[0]}}<br>no estimate of {value}: "
+                               "%{customdata[1]}<extra></extra>")))
         for is_twin, points in ((False, part[part["checkpoint"] != "random init"]),
                                 (True, part[part["checkpoint"] == "random init"])):
             if points.empty:
