@@ -109,3 +109,26 @@ def test_html_is_a_div_without_plotly_js_and_a_stable_id():
     assert first == second and 'class="plotly-graph-div"' in first and "Plotly.newPlot" in first
     assert len(first) < 200_000 and "cdn.plot.ly" not in first and "<html" not in first
     assert html(fig, "other").data != first
+
+
+def test_the_sphinx_extension_ships_one_plotly_js_to_the_pages_with_a_figure(tmp_path):
+    from plotly.offline import get_plotlyjs
+    from sphinx.application import Sphinx
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "conf.py").write_text('extensions = ["green_profiles.plotly_offline"]\nhtml_theme = "basic"\n')
+    figure = html(profiles_figure(_runs(), n_boot=5), "figure").data
+    (source / "index.rst").write_text("Figure\n======\n\n.. raw:: html\n\n   " + figure.replace("\n", " ")
+                                      + "\n\n.. toctree::\n\n   other\n")
+    (source / "other.rst").write_text("Other\n=====\n\nNo figure.\n")
+    out = tmp_path / "html"
+    app = Sphinx(str(source), str(source), str(out), str(tmp_path / "doctrees"), "html", status=None,
+                 warningiserror=True)
+    app.build()
+    assert (out / "_static" / "plotly.min.js").read_text(encoding="utf-8") == get_plotlyjs()
+    page = (out / "index.html").read_text(encoding="utf-8")
+    # Loaded in the head, before the figure's inline script calls Plotly.newPlot.
+    assert page.count('src="_static/plotly.min.js"') == 1
+    assert page.index('src="_static/plotly.min.js"') < page.index("Plotly.newPlot")
+    assert "plotly.min.js" not in (out / "other.html").read_text(encoding="utf-8")
