@@ -132,3 +132,11 @@ def test_the_sphinx_extension_ships_one_plotly_js_to_the_pages_with_a_figure(tmp
     assert page.count('src="_static/plotly.min.js"') == 1
     assert page.index('src="_static/plotly.min.js"') < page.index("Plotly.newPlot")
     assert "plotly.min.js" not in (out / "other.html").read_text(encoding="utf-8")
+
+
+def test_a_flat_profile_says_it_has_no_fit_instead_of_a_number():
+    flat = synthetic_run(list(range(8)), distances=DISTANCES)
+    flat.arrays["pred_raw"] = np.ones_like(flat.arrays["pred_raw"])
+    fig = profiles_figure({"random init": flat}, n_boot=5)
+    assert [trace.name for trace in fig.data] == ["random init: 95% low", "random init: 95% band", "random init"]
+    assert "no usable fit" in fig.data[-1].hovertemplate

@@ -92,7 +92,9 @@ def profiles_figure(runs: Mapping[str, ProfileRun], *, selection: Selection = "p
             customdata=np.column_stack([low, high, at_r]),
             hovertemplate=(f"<b>{label}</b><br>r = %{{x:.0f}} tokens<br>median Ĝ = %{{y:.4g}}<br>"
                            "95% interval [%{customdata[0]:.4g}, %{customdata[1]:.4g}]<br>"
-                           f"fit {POWER_LAW} = %{{customdata[2]:.4g}}<extra>{run.n_rows} rows</extra>")))
+                           + (f"fit {POWER_LAW} = %{{customdata[2]:.4g}}" if fitted
+                              else f"no usable fit of {POWER_LAW} (flat or at a bound)")
+                           + f"<extra>{run.n_rows} rows</extra>")))
         if fitted:
             grid = np.geomspace(law.r_min, law.r_max, 120)
             fig.add_trace(go.Scatter(
