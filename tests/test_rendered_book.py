@@ -138,6 +138,59 @@ def test_page_renders_figures_and_math(open_page, page):
     assert (SCREENSHOTS / f"{Path(page).name}.png").stat().st_size > 10_000
 
 
+
+# The interactive figures (green_profiles.interactive): plotly.js from the book's own _static/, no network.
+INTERACTIVE_PAGES = ("book/experiments/model_sweep", "book/experiments/depth", "book/experiments/training_dynamics")
+_PLOTS_DRAWN = """
+const divs = Array.from(document.querySelectorAll('article .plotly-graph-div'));
+return divs.length > 0 && divs.every(div => div.classList.contains('js-plotly-plot')
+                                            && div.querySelector('.plot-container svg.main-svg .scatterlayer .trace'));
+"""
+_PLOTS = """
+const divs = Array.from(document.querySelectorAll('article .plotly-graph-div'));
+const gd = divs[0];
+Plotly.Fx.hover(gd, [{curveNumber: gd.data.findIndex(trace => trace.showlegend !== false), pointNumber: 0}]);
+const external = url => /^(https?:)?[/][/]/.test(url);
+return {
+  traces: divs.map(div => div.querySelectorAll('.scatterlayer .trace').length),
+  legend: divs.map(div => div.querySelectorAll('.legend .traces').length),
+  hover: Array.from(gd.querySelectorAll('.hoverlayer .hovertext')).map(el => el.textContent).join(' '),
+  scripts: Array.from(document.scripts).map(script => script.src).filter(src => src.includes('plotly')),
+  external: [...Array.from(document.querySelectorAll('script[src], img[src], iframe[src]')).map(el => el.src),
+             ...Array.from(document.querySelectorAll('link[href]:not([rel=canonical])')).map(el => el.href),
+             ...performance.getEntriesByType('resource').map(entry => entry.name)].filter(external),
+};
+"""
+_HIDDEN = ("return document.querySelector('article .plotly-graph-div').data"
+           ".filter(trace => trace.visible === 'legendonly').length")
+
+
+@pytest.mark.parametrize("page", INTERACTIVE_PAGES)
+def test_interactive_figures_render_offline(browser, page):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    offline = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", offline)
+    try:
+        browser.get((BUILD / f"{page}.html").resolve().as_uri())
+        WebDriverWait(browser, 20).until(lambda driver: driver.execute_script(_PLOTS_DRAWN))
+        report = browser.execute_script(_PLOTS)
+        toggle = browser.find_element("css selector", "article .plotly-graph-div .legend .traces .legendtoggle")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", toggle)
+        toggle.click()  # plotly waits out its double-click delay (300 ms) before hiding the group
+        WebDriverWait(browser, 5).until(lambda driver: driver.execute_script(_HIDDEN) > 0)
+    finally:
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", offline | {"offline": False})
+    assert all(count >= 1 for count in report["traces"]) and all(count >= 1 for count in report["legend"]), report
+    assert report["legend"][0] >= 2, report  # the first figure has conditions to toggle
+    assert "r = 1 tokens" in report["hover"] and "95% interval" in report["hover"] or \
+        "block 0 input" in report["hover"], report["hover"]
+    # One copy of plotly.js, the book's own; nothing on the page points outside the built book.
+    assert [src.rsplit("/", 1)[-1].split("?")[0] for src in report["scripts"]] == ["plotly.min.js"]  # ?v=checksum
+    assert report["scripts"][0].startswith("file://") and report["external"] == [], report["external"]
+
+
 def test_summary_pastes_the_measured_numbers(open_page):
     report = open_page("book/summary")
     text = report["text"]
