@@ -44,6 +44,10 @@ return {
   raw_tex: math.filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 60)),
   text: document.querySelector('article') ? document.querySelector('article').innerText : '',
   pasted: document.querySelectorAll('article .pasted-text').length,
+  pasted_unlike_text: Array.from(document.querySelectorAll('article .pasted-text'))
+    .filter(el => getComputedStyle(el).fontWeight !== getComputedStyle(el.parentElement).fontWeight
+                  || getComputedStyle(el).fontFamily !== getComputedStyle(el.parentElement).fontFamily)
+    .map(el => el.textContent),
   code_in_cells: Array.from(document.querySelectorAll('article td code, article li code'))
     .map(el => el.textContent).filter(text => /[0-9]/.test(text)),
 };
@@ -201,6 +205,7 @@ def test_summary_pastes_the_measured_numbers(open_page):
     # Pasted as ordinary text, not as inline code (monospace): no number sits in a code element of a table.
     assert report["pasted"] >= 80, f"only {report['pasted']} pasted values on the summary page"
     assert report["code_in_cells"] == [], f"numbers rendered as code: {report['code_in_cells'][:5]}"
+    assert report["pasted_unlike_text"] == [], f"pasted values styled apart: {report['pasted_unlike_text'][:5]}"
 
 
 def test_intro_opens_with_this_builds_findings_linked_to_their_evidence(open_page, browser):
