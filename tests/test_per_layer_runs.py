@@ -15,7 +15,8 @@ from green_profiles.measurement import run_profile
 from green_profiles.plans import notebook_runs, settings_plan
 from green_profiles.provenance import Provenance, run_key, settings_key, settings_record
 
-# Keys computed by the code before per_layer existed (commit 7391dec): they must not move.
+# Keys computed by the code before the optional flags per_layer and full_rows existed (commit 7391dec): they
+# must not move, and each flag, when set, must give runs keys of their own.
 PROVENANCE = Provenance("c" * 64, "w", "t", 3)
 PINNED = {
     "default": (RunConfig(), "56b30612ebd363a6", "fce2c2c5e06656cf"),
@@ -24,18 +25,22 @@ PINNED = {
     "pythia": (PRESETS["pythia"], "989cb2260b2c9c8b", "f99c51a0154a4e3d"),
     "qwen": (PRESETS["qwen"], "5f6b67c4d20b8267", "3fe7720ad110ba71"),
 }
+OPTIONAL_FLAGS = ("per_layer", "full_rows")
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))
-def test_existing_keys_do_not_change(name):
+def test_existing_keys_do_not_change_and_each_flag_keys_its_runs_apart(name):
     config, settings, key = PINNED[name]
-    assert "per_layer" not in settings_record(config, "cpu")
+    record = settings_record(config, "cpu")
+    assert not set(OPTIONAL_FLAGS) & set(record)
     assert settings_key(config, "cpu") == settings
     assert run_key(config, PROVENANCE, "cpu") == key
-    layered = dataclasses.replace(config, per_layer=True)
-    assert settings_record(layered, "cpu")["per_layer"] is True
-    assert settings_key(layered, "cpu") != settings
-    assert run_key(layered, PROVENANCE, "cpu") != key
+    variants = [dataclasses.replace(config, **{flag: True}) for flag in OPTIONAL_FLAGS]
+    variants.append(dataclasses.replace(config, **{flag: True for flag in OPTIONAL_FLAGS}))
+    for variant in variants[:-1]:
+        assert {flag for flag in OPTIONAL_FLAGS if settings_record(variant, "cpu").get(flag) is True}
+    assert len({settings_key(c, "cpu") for c in [config, *variants]}) == len(variants) + 1
+    assert len({run_key(c, PROVENANCE, "cpu") for c in [config, *variants]}) == len(variants) + 1
 
 
 def test_per_layer_must_be_a_bool():

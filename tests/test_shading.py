@@ -13,34 +13,11 @@ from conftest import tiny_config
 
 from green_profiles import jacobian
 from green_profiles.cli import _parser, config_arguments, config_from_args
-from green_profiles.configuration import PRESETS, RunConfig
+from green_profiles.configuration import RunConfig
 from green_profiles.measurement import run_profile
 from green_profiles.models import load_model
 from green_profiles.plans import notebook_runs
-from green_profiles.provenance import Provenance, run_key, settings_key, settings_record
 from green_profiles.shading import LIMITS, normalized_full_row, shade_colors, shaded_text_html, side_by_side_html
-
-# Keys computed by the code before full_rows existed (the same pins as test_per_layer_runs): they must not move.
-PROVENANCE = Provenance("c" * 64, "w", "t", 3)
-PINNED = {
-    "default": (RunConfig(), "56b30612ebd363a6", "fce2c2c5e06656cf"),
-    "pythia": (PRESETS["pythia"], "989cb2260b2c9c8b", "f99c51a0154a4e3d"),
-    "qwen": (PRESETS["qwen"], "5f6b67c4d20b8267", "3fe7720ad110ba71"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(PINNED))
-def test_keys_without_full_rows_do_not_change(name):
-    config, settings, key = PINNED[name]
-    assert "full_rows" not in settings_record(config, "cpu")
-    assert settings_key(config, "cpu") == settings and run_key(config, PROVENANCE, "cpu") == key
-    full = dataclasses.replace(config, full_rows=True)
-    assert settings_record(full, "cpu")["full_rows"] is True
-    assert settings_key(full, "cpu") != settings and run_key(full, PROVENANCE, "cpu") != key
-    # per_layer and full_rows are keyed apart from each other.
-    both = dataclasses.replace(full, per_layer=True)
-    assert len({run_key(c, PROVENANCE, "cpu") for c in (full, both, dataclasses.replace(config, per_layer=True))}) == 3
-
 
 def test_full_rows_must_be_a_bool_and_survive_the_command_line():
     with pytest.raises(ValueError, match="full_rows"):
