@@ -52,16 +52,21 @@ return {
     .map(el => el.textContent).filter(text => /[0-9]/.test(text)),
 };
 """
-# MathJax is a deferred script: on a loaded machine its startup promise can appear a moment after the page's
-# load event (a CI run once found none on one page of eleven), so wait for it up to 20 s before calling it absent.
+# Selenium's get() can return while the document is still loading (seen in CI: readyState "loading", 3 of the
+# page's scripts parsed), and MathJax, a deferred script, starts only after that: wait for the whole page, then
+# for MathJax's startup (up to 20 s in all) before calling it absent.
 _MATHJAX_DONE = """
 const done = arguments[arguments.length - 1];
 const started = Date.now();
-if (!document.querySelector('script[src*="mathjax"]')) { done('no MathJax'); return; }
 (function wait() {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+  const late = Date.now() - started > 20000;
+  if (document.readyState !== 'complete') {
+    if (late) { done('page still ' + document.readyState); } else { setTimeout(wait, 100); }
+  } else if (!document.querySelector('script[src*="mathjax"]')) {
+    done('no MathJax');
+  } else if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
     MathJax.startup.promise.then(() => done('ok')).catch(error => done('failed: ' + error));
-  } else if (Date.now() - started > 20000) {
+  } else if (late) {
     done('no MathJax');
   } else {
     setTimeout(wait, 100);
@@ -106,13 +111,21 @@ def open_page(browser):
 
     def open_(page: str) -> dict:
         if page not in reports:
-            browser.get((BUILD / f"{page}.html").resolve().as_uri())
+            _load(browser, page)
             state = browser.execute_async_script(_MATHJAX_DONE)
             reports[page] = browser.execute_script(_INSPECT) | {"mathjax": state}
             _screenshot(browser, SCREENSHOTS / f"{Path(page).name}.png")
         return reports[page]
 
     return open_
+
+
+def _load(driver, page: str) -> None:
+    """Open a built page and wait until its whole document is parsed and loaded."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get((BUILD / f"{page}.html").resolve().as_uri())
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _screenshot(driver, path: Path) -> None:
@@ -210,7 +223,7 @@ def test_summary_pastes_the_measured_numbers(open_page):
 
 def test_intro_opens_with_this_builds_findings_linked_to_their_evidence(open_page, browser):
     report = open_page("book/intro")
-    browser.get((BUILD / "book/intro.html").resolve().as_uri())  # open_page caches: the browser may be elsewhere
+    _load(browser, "book/intro")  # open_page caches its report: the browser may show another page by now
     findings = browser.find_elements("css selector", "#this-build-in-four-findings ol > li")
     assert len(findings) == 4
     for item in findings:
@@ -237,6 +250,7 @@ return {
 
 def test_coherent_text_shades_a_real_sentence(open_page, browser):
     open_page("book/experiments/coherent_text")
+    _load(browser, "book/experiments/coherent_text")  # open_page caches its report: load the page again
     report = browser.execute_script(_SHADING)
     assert report is not None, "the coherent_text page shows no shaded text (.green-shading)"
     assert report["panels"] == 3, "expected trained, random init and shuffled side by side"
