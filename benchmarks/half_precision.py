@@ -21,7 +21,7 @@ Defaults are the book's ``default`` settings (notebooks/settings.yml: SmolLM2-13
 
     python benchmarks/half_precision.py --dtype bfloat16 --n-windows 8
 
-float16 is refused on a CPU (green_profiles.precision); run it on a GPU with ``--dtype float16``.
+float16 is refused on a CPU (green_profiles.kernel.precision); run it on a GPU with ``--dtype float16``.
 Runs are stored in the data directory (``--data-dir``, default ``$GREEN_PROFILES_DATA`` or ``data/``),
 so a second call prints the same numbers without measuring again.
 """
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from green_profiles.configuration import SELECTIONS, RunConfig
-from green_profiles.locations import default_data_dir
-from green_profiles.measurement import run_profile
-from green_profiles.profiles import ProfileRun, aggregate_rows
+from green_profiles.runs.configuration import SELECTIONS, RunConfig
+from green_profiles.files.locations import default_data_dir
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.analysis.profiles import ProfileRun, aggregate_rows
 
 
 def relative_difference(got: np.ndarray, want: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from green_profiles.configuration import RunConfig
+from green_profiles.runs.configuration import RunConfig
 
 VOCAB = 97
 CONTEXT = 96

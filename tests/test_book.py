@@ -8,7 +8,7 @@ import papermill
 import pytest
 import yaml
 
-from green_profiles.book import (
+from green_profiles.report.book import (
     compare_exponents,
     compare_with_paper,
     corpus_family,
@@ -17,8 +17,9 @@ from green_profiles.book import (
     summary_table,
     verdict_list,
 )
-from green_profiles.configuration import RunConfig
-from green_profiles.execution import execute_notebook, settings_parameters
+from green_profiles.runs.configuration import RunConfig
+from green_profiles.report.execution import execute_notebook
+from green_profiles.runs.experiments import settings_parameters
 
 NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "depth",
              "training_dynamics")

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from green_profiles.bundles import BundleError, export_runs, import_runs, read_manifest
+from green_profiles.runs.bundles import BundleError, export_runs, import_runs, read_manifest
 from green_profiles.cli import main
-from green_profiles.measurement import run_profile
-from green_profiles.profiles import list_runs, load_run
-from green_profiles.store import CorruptRunError, runs_directory
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.analysis.profiles import list_runs, load_run
+from green_profiles.runs.store import CorruptRunError, runs_directory
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +267,7 @@ def test_command_line_user_errors_exit_2(measured, bundle, tmp_path, capsys):
 
 
 def test_a_run_failing_the_stores_check_at_install_leaves_nothing_behind(measured, bundle, tmp_path, monkeypatch):
-    import green_profiles.bundles as bundles
+    import green_profiles.runs.bundles as bundles
 
     def refuse(path):
         raise CorruptRunError(f"run {path}: refused for the test")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from conftest import tiny_config
 
-import green_profiles.measurement as measurement
+import green_profiles.analysis.profiles as profiles
+import green_profiles.runs.measurement as measurement
 from green_profiles.cli import main
-from green_profiles.measurement import run_profile
+from green_profiles.analysis.profiles import run_profile
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_a_fault_that_is_not_bad_input_keeps_its_traceback(tiny_setup, tmp_path,
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(measurement, "run_profile", out_of_memory)
+    monkeypatch.setattr(profiles, "run_profile", out_of_memory)
     with pytest.raises(RuntimeError, match="out of memory"):
         main(tiny_arguments(tiny_setup, tmp_path))
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from green_profiles import hub
-from green_profiles.corpora import (
+from green_profiles.files import hub
+from green_profiles.text import (
     AUSTEN_BOOKS,
     MOBY_DICK,
     WIKIPEDIA_SOURCE,
@@ -29,8 +29,8 @@ from green_profiles.corpora import (
     read_jsonl,
     split_wikitext_articles,
 )
-from green_profiles.storage import STAGING_PREFIX
-from green_profiles.windows import sample_windows, tokenize_documents
+from green_profiles.files.storage import STAGING_PREFIX
+from green_profiles.text.windows import sample_windows, tokenize_documents
 
 REPO = Path(__file__).resolve().parents[1]
 # janeaustenr's text, chapter headings counted per book (Emma: 18 + 18 + 19 over three volumes).
@@ -351,7 +351,7 @@ def test_token_counts_with_smollm2(gutenberg: list[Document], wikipedia: list[Do
     """Tokens per corpus with the real SmolLM2 tokenizer (printed; run with -s to see them)."""
     from transformers import AutoTokenizer
 
-    from green_profiles.models import smollm2_directory
+    from green_profiles.models.loading import smollm2_directory
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_directory())
     lengths = {}

@@ -22,14 +22,17 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import green_profiles.measurement as measurement
-from green_profiles import distributed
-from green_profiles.book import measure_runs, processes_from_environment
-from green_profiles.cli import _parser, config_arguments, config_from_args
-from green_profiles.configuration import PRESETS
-from green_profiles.measurement import device_seconds, run_profile
-from green_profiles.profiles import load_run
-from green_profiles.store import key_lock, waiting_message
+import green_profiles.analysis.profiles as profiles
+import green_profiles.runs.measurement as measurement
+from green_profiles.runs import distributed
+from green_profiles.report.book import measure_runs, processes_from_environment
+from green_profiles.cli import _parser, config_from_args
+from green_profiles.runs.configuration import config_arguments
+from green_profiles.runs.configuration import PRESETS
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.runs.measurement import device_seconds
+from green_profiles.analysis.profiles import load_run
+from green_profiles.runs.store import key_lock, waiting_message
 
 SOURCE = Path(distributed.__file__).resolve().parents[1]
 
@@ -38,9 +41,9 @@ SOURCE = Path(distributed.__file__).resolve().parents[1]
 SLOWED_WORKER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
-    import green_profiles.jacobian as jacobian
-    from green_profiles.configuration import RunConfig
-    from green_profiles.measurement import run_profile
+    import green_profiles.kernel.jacobian as jacobian
+    from green_profiles.runs.configuration import RunConfig
+    from green_profiles.analysis.profiles import run_profile
 
     config, data, pause, flush, fail_rank, fail_at = json.loads(sys.argv[1])
     real = jacobian.protocol_gradient_norms
@@ -254,7 +257,7 @@ def test_a_config_goes_through_the_command_line_unchanged(tiny_setup):
 
 def test_the_book_takes_its_processes_from_the_environment(monkeypatch):
     calls = []
-    monkeypatch.setattr(measurement, "run_profile", lambda config, **options: calls.append(options["processes"]))
+    monkeypatch.setattr(profiles, "run_profile", lambda config, **options: calls.append(options["processes"]))
     monkeypatch.setenv("GREEN_PROFILES_PROCESSES", "3")
     measure_runs({"a": PRESETS["pythia"]})
     measure_runs({"a": PRESETS["pythia"]}, processes=2)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from green_profiles.figures import plot_forest  # noqa: E402
+from green_profiles.report.figures import plot_forest  # noqa: E402
 
 
 def _forest(rows):
@@ -42,8 +42,8 @@ def test_forest_axis_widens_for_a_well_determined_large_exponent():
 def test_fit_range_figure_of_a_flat_profile_draws_and_says_why_it_is_empty():
     import numpy as np
 
-    from green_profiles.figures import plot_fit_range
-    from green_profiles.fits import fit_range_scan
+    from green_profiles.report.figures import plot_fit_range
+    from green_profiles.analysis.fits import fit_range_scan
 
     distances = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128])
     scan = pd.DataFrame(fit_range_scan(distances, np.ones(len(distances))))  # no decay at all
@@ -58,7 +58,7 @@ def test_fit_range_figure_of_a_flat_profile_draws_and_says_why_it_is_empty():
 
 
 def test_by_layer_figure_marks_layers_without_an_estimate_and_skips_an_empty_series():
-    from green_profiles.figures import plot_by_layer
+    from green_profiles.report.figures import plot_by_layer
 
     table = pd.DataFrame({"p": [1.1, math.nan, 0.9], "p_low": [1.0, math.nan, 0.95], "p_high": [1.2, math.nan, 1.0],
                           "verdict_word": ["power law", "flat", "power law"]}, index=pd.Index([0, 3, 6], name="layer"))

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-import green_profiles.fits.bootstrap as fits_bootstrap
-import green_profiles.fits.fitting as fits_fitting
-from green_profiles.fits import (
+import green_profiles.analysis.fits.bootstrap as fits_bootstrap
+import green_profiles.analysis.fits.fitting as fits_fitting
+from green_profiles.analysis.fits import (
     FLAT_LOG_SPREAD,
     MODEL_NAMES,
     FitResult,
@@ -24,8 +24,8 @@ from green_profiles.fits import (
     rmse_gap,
     verdict,
 )
-from green_profiles.fits.bootstrap import _ColumnAggregator
-from green_profiles.values import valid_mask
+from green_profiles.analysis.fits.bootstrap import _ColumnAggregator
+from green_profiles.kernel.counts import valid_mask
 
 # The paper's Pythia distance grid without r = 0.
 R = np.array([1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,

@@ -16,10 +16,11 @@ from conftest import CONTEXT, VOCAB, tiny_config
 from test_jacobian import TARGETS, LinearLM, PowerLawMixer, assert_same_norms, plain_loop_norms
 from torch import nn
 
-import green_profiles.jacobian as jacobian
+import green_profiles.kernel.jacobian as jacobian
 from green_profiles import NonFiniteGradientError, count_norms, default_seed_exponent, logit_gradient_norms
-from green_profiles.measurement import ZERO_NORM_WARNING_FRACTION, run_profile, warn_on_lost_norms
-from green_profiles.profiles import aggregate_rows
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.runs.measurement import ZERO_NORM_WARNING_FRACTION, warn_on_lost_norms
+from green_profiles.analysis.profiles import aggregate_rows
 
 METHODS = ("loop", "vmap", "replicate")
 L = 48

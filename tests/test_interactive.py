@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from green_profiles.figures import condition_color
-from green_profiles.interactive import (against_tokens_figure, html, layer_profiles_figure, median_interval,
+from green_profiles.report.figures import condition_color
+from green_profiles.report.interactive import (against_tokens_figure, html, layer_profiles_figure, median_interval,
                                         profiles_figure)
 from test_profiles import synthetic_run
 
@@ -117,7 +117,7 @@ def test_the_sphinx_extension_ships_one_plotly_js_to_the_pages_with_a_figure(tmp
 
     source = tmp_path / "source"
     source.mkdir()
-    (source / "conf.py").write_text('extensions = ["green_profiles.plotly_offline"]\nhtml_theme = "basic"\n')
+    (source / "conf.py").write_text('extensions = ["green_profiles.report.plotly_offline"]\nhtml_theme = "basic"\n')
     figure = html(profiles_figure(_runs(), n_boot=5), "figure").data
     (source / "index.rst").write_text("Figure\n======\n\n.. raw:: html\n\n   " + figure.replace("\n", " ")
                                       + "\n\n.. toctree::\n\n   other\n")

@@ -14,7 +14,7 @@ from green_profiles import (
     predicted_tokens,
     protocol_gradient_norms,
 )
-from green_profiles.jacobian import gradient_norm_rows
+from green_profiles.kernel.jacobian import gradient_norm_rows
 
 from conftest import CONTEXT, VOCAB
 
@@ -175,7 +175,7 @@ def test_protocol_shares_the_backward_when_tokens_agree(tiny_llama, monkeypatch)
     for j in targets[::2].tolist():
         window[j + 1] = predicted_tokens(tiny_llama, window[:-1], [j])[0, 0]
     calls: list[int] = []
-    import green_profiles.jacobian as jacobian
+    import green_profiles.kernel.jacobian as jacobian
 
     real = jacobian.gradient_norm_rows
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from green_profiles import hub
-from green_profiles.models import ModelUnavailableError, load_model, model_location
+from green_profiles.files import hub
+from green_profiles.models.loading import ModelUnavailableError, load_model, model_location
 
 UNREACHABLE = "the hub (test) could not be reached (no route to host)"
 
@@ -171,7 +171,7 @@ def _perplexity(model, ids: torch.Tensor) -> float:
 
 
 def test_trained_model_predicts_real_text_and_its_random_twin_does_not(smollm2):
-    from green_profiles.corpora import load_corpus
+    from green_profiles.text import load_corpus
 
     model, tokenizer = smollm2
     documents = load_corpus("gutenberg")

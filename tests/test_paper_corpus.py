@@ -8,16 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from green_profiles import hub
-from green_profiles.corpora import CorpusUnavailableError, read_jsonl
-from green_profiles.corpora.paper import (
+from green_profiles.files import hub
+from green_profiles.text import CorpusUnavailableError, read_jsonl
+from green_profiles.text.paper import (
     PAPER_SOURCES,
     build_paper_gutenberg,
     paper_gutenberg_path,
     select_long_documents,
     text_column,
 )
-from green_profiles.windows import sample_windows_as_authors
+from green_profiles.text.windows import sample_windows_as_authors
 
 
 class WordTokenizer:
@@ -141,7 +141,7 @@ def test_without_the_file_and_the_hub_the_error_says_where_to_put_it(tmp_path, m
 def test_without_the_hub_the_builder_reads_cached_sources_in_the_authors_order(tmp_path, monkeypatch):
     """Streaming reads no cache: offline, the builder reads each source's cached copy instead, with the same
     fallbacks; a cached source without a long document is reported as such, not as "not cached"."""
-    from green_profiles.corpora import paper
+    from green_profiles.text import paper
 
     asked = []
 
@@ -177,7 +177,7 @@ def test_a_run_with_the_authors_sampler_measures_their_windows(tiny_setup, tmp_p
     from conftest import WORDS, tiny_config
     from transformers import AutoTokenizer
 
-    from green_profiles.measurement import run_profile
+    from green_profiles.analysis.profiles import run_profile
 
     model_dir, _ = tiny_setup
     rng = np.random.default_rng(3)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from green_profiles.configuration import PRESETS, RunConfig
-from green_profiles.depth import exponent_range, layer_summaries, power_law_layers, summarized_layers
-from green_profiles.measurement import run_profile
-from green_profiles.plans import notebook_runs, settings_plan
-from green_profiles.provenance import Provenance, run_key, settings_key, settings_record
+from green_profiles.runs.configuration import PRESETS, RunConfig
+from green_profiles.analysis.depth import exponent_range, layer_summaries, power_law_layers, summarized_layers
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.runs.plans import notebook_runs, settings_plan
+from green_profiles.runs.provenance import Provenance, run_key, settings_key, settings_record
 
 # Keys computed by the code before the optional flags per_layer and full_rows existed (commit 7391dec): they
 # must not move, and each flag, when set, must give runs keys of their own.

@@ -10,11 +10,11 @@ import pytest
 from conftest import tiny_config
 
 from green_profiles.cli import main
-from green_profiles.configuration import PAPER_DISTANCES, RunConfig
-from green_profiles.corpora import CorpusUnavailableError
-from green_profiles.execution import notebook_parameters
-from green_profiles.measurement import run_profile
-from green_profiles.plans import describe_plan, notebook_runs, settings_plan
+from green_profiles.runs.configuration import PAPER_DISTANCES, RunConfig
+from green_profiles.text import CorpusUnavailableError
+from green_profiles.runs.experiments import notebook_parameters
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.runs.plans import describe_plan, notebook_runs, settings_plan
 
 
 def by_settings(plan):
@@ -128,7 +128,7 @@ def test_published_settings_follow_each_models_family_and_can_be_thinned():
 
 
 def test_the_plan_sees_stored_runs_and_what_this_machine_has(tiny_setup, tmp_path):
-    from green_profiles.plans import PlannedRun
+    from green_profiles.runs.plans import PlannedRun
 
     config = tiny_config(tiny_setup, n_windows=2)
     planned = [PlannedRun(config, ("coherent_text",))]
@@ -161,7 +161,7 @@ def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
 
 
 def test_a_stored_run_is_served_by_its_settings_when_its_text_is_not_here(tiny_setup, tmp_path, monkeypatch):
-    import green_profiles.corpora as corpora
+    import green_profiles.text as corpora
 
     config = tiny_config(tiny_setup, n_windows=2)
     stored = run_profile(config, data_dir=tmp_path, progress=False)
@@ -184,7 +184,7 @@ def test_the_plan_of_a_paper_run_without_the_hub_says_so_and_still_estimates(tmp
     import datasets  # noqa: F401 - imported first: its config copies the hub's offline flag at import
     import huggingface_hub.constants
 
-    from green_profiles.plans import PlannedRun
+    from green_profiles.runs.plans import PlannedRun
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))

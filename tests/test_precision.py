@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from green_profiles.models import checkpoint_dtype
-from green_profiles.precision import resolve_dtype
+from green_profiles.models.loading import checkpoint_dtype
+from green_profiles.kernel.precision import resolve_dtype
 
 
 def test_auto_on_a_gpu_is_the_checkpoints_dtype_as_the_paper_ran_it():

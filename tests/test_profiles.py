@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-import green_profiles.jacobian as jacobian
+import green_profiles.kernel.jacobian as jacobian
 from conftest import TINY_CONTEXT as CONTEXT
 from conftest import tiny_config
-from green_profiles.jacobian import logit_gradient_norms
-from green_profiles.configuration import PAPER_DISTANCES, PRESETS, RunConfig
-from green_profiles.measurement import run_profile
-from green_profiles.profiles import ProfileRun, aggregate_rows, left_boundary_table, load_run, source_profile
-from green_profiles.provenance import settings_key
+from green_profiles.kernel.jacobian import logit_gradient_norms
+from green_profiles.runs.configuration import PAPER_DISTANCES, PRESETS, RunConfig
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.analysis.profiles import ProfileRun, aggregate_rows, left_boundary_table, load_run, source_profile
+from green_profiles.runs.provenance import settings_key
 
 def forbid_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
@@ -133,7 +133,7 @@ def test_run_rows_are_the_kernel_at_the_grid(tiny_setup, tmp_path):
     assert list(run.distances) == [0, 1, 2, 4, 8, 16, 28]  # 32 would reach left of the buffer
     assert run.n_rows == 5 * 3 and run.arrays["pred_raw"].shape == (5, 3, 7)
     assert run.config == resolved
-    from green_profiles.models import load_model
+    from green_profiles.models.loading import load_model
 
     model, _ = load_model(config.model)
     window = 2

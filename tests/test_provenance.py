@@ -17,10 +17,10 @@ import torch
 from conftest import tiny_config
 from transformers import AutoModelForCausalLM
 
-import green_profiles.jacobian as jacobian
-import green_profiles.provenance as provenance
-from green_profiles.measurement import run_profile
-from green_profiles.provenance import model_fingerprint
+import green_profiles.kernel.jacobian as jacobian
+import green_profiles.runs.provenance as provenance
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.runs.provenance import model_fingerprint
 
 
 @pytest.fixture

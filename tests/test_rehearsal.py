@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import green_profiles
-from green_profiles.rehearsal import (
+from rehearsal import (
     DEFAULT_LAYERS,
     MANIFEST,
     PUBLISHED_CONFIGS,
@@ -75,8 +75,8 @@ def run_offline(home: Path, script: str, *args: str) -> dict:
 LOADERS = r"""
 import json, sys
 import torch
-from green_profiles.corpora import load_corpus
-from green_profiles.models import load_model, model_location
+from green_profiles.text import load_corpus
+from green_profiles.models.loading import load_model, model_location
 
 out = {}
 location = model_location("pythia-14m")
@@ -104,8 +104,8 @@ print(json.dumps(out))
 
 ERRORS = r"""
 import json, sys
-from green_profiles.corpora import load_corpus
-from green_profiles.models import load_model
+from green_profiles.text import load_corpus
+from green_profiles.models.loading import load_model
 
 out = {}
 for key, call in (("model", lambda: load_model("pythia-14m")),

@@ -156,7 +156,7 @@ def test_page_renders_figures_and_math(open_page, page):
 
 
 
-# The interactive figures (green_profiles.interactive): plotly.js from the book's own _static/, no network.
+# The interactive figures (green_profiles.report.interactive): plotly.js from the book's own _static/, no network.
 INTERACTIVE_PAGES = ("book/experiments/model_sweep", "book/experiments/depth", "book/experiments/training_dynamics")
 _PLOTS_DRAWN = """
 const divs = Array.from(document.querySelectorAll('article .plotly-graph-div'));

@@ -11,13 +11,14 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from green_profiles import jacobian
-from green_profiles.cli import _parser, config_arguments, config_from_args
-from green_profiles.configuration import RunConfig
-from green_profiles.measurement import run_profile
-from green_profiles.models import load_model
-from green_profiles.plans import notebook_runs
-from green_profiles.shading import LIMITS, normalized_full_row, shade_colors, shaded_text_html, side_by_side_html
+from green_profiles.kernel import jacobian
+from green_profiles.cli import _parser, config_from_args
+from green_profiles.runs.configuration import config_arguments
+from green_profiles.runs.configuration import RunConfig
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.models.loading import load_model
+from green_profiles.runs.plans import notebook_runs
+from green_profiles.report.shading import LIMITS, normalized_full_row, shade_colors, shaded_text_html, side_by_side_html
 
 def test_full_rows_must_be_a_bool_and_survive_the_command_line():
     with pytest.raises(ValueError, match="full_rows"):

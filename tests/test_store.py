@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-import green_profiles.jacobian as jacobian
-import green_profiles.store as store_module
-from green_profiles.measurement import run_profile
-from green_profiles.profiles import list_runs, load_run
+import green_profiles.kernel.jacobian as jacobian
+import green_profiles.runs.store as store_module
+from green_profiles.analysis.profiles import run_profile
+from green_profiles.analysis.profiles import list_runs, load_run
 
 # A child process that measures the tiny run with the given settings and prints its key and measuring pid.
 CHILD = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    import green_profiles.jacobian as jacobian
-    from green_profiles.configuration import RunConfig
-    from green_profiles.measurement import run_profile
+    import green_profiles.kernel.jacobian as jacobian
+    from green_profiles.runs.configuration import RunConfig
+    from green_profiles.analysis.profiles import run_profile
 
     config, data, flush, pause = json.loads(sys.argv[1])
     real = jacobian.protocol_gradient_norms

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from green_profiles.text_statistics import (
+from green_profiles.analysis.text_statistics import (
     MutualInformationProfile,
     _DocumentCounts,
     distance_grid,

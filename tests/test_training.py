@@ -12,11 +12,11 @@ import torch
 from conftest import WORDS
 from safetensors.torch import load_file
 
-from green_profiles.corpora import Document, split_documents
-from green_profiles.families import FAMILIES, FamilySpec, ModelSize, checkpoint_directory, stored_steps
-from green_profiles.models import ModelUnavailableError, load_model, model_location
-from green_profiles.plans import notebook_runs
-from green_profiles.training import batch_indices, learning_rate, train_family
+from green_profiles.text import Document, split_documents
+from green_profiles.models.families import FAMILIES, FamilySpec, ModelSize, checkpoint_directory, stored_steps
+from green_profiles.models.loading import ModelUnavailableError, load_model, model_location
+from green_profiles.runs.plans import notebook_runs
+from green_profiles.models.training import batch_indices, learning_rate, train_family
 
 FAMILY = "test-neox"
 
@@ -57,7 +57,7 @@ def test_the_heldout_split_is_disjoint_deterministic_and_order_free():
 
 
 def test_the_gutenberg_split_corpora_cover_the_corpus_once():
-    from green_profiles.corpora import load_corpus
+    from green_profiles.text import load_corpus
 
     whole = load_corpus("gutenberg")
     train, heldout = load_corpus("gutenberg-train"), load_corpus("gutenberg-heldout")
@@ -174,7 +174,7 @@ def test_the_training_dynamics_plan_lists_every_checkpoint_and_twin(family, tmp_
 def test_emergence_finds_the_checkpoint_from_which_the_power_law_stays():
     import pandas as pd
 
-    from green_profiles.dynamics import emergence, emergence_text
+    from green_profiles.analysis.dynamics import emergence, emergence_text
 
     nan = float("nan")
     rows = [("m", "random init", nan, "flat", nan, nan, nan), ("m", "step0", 0, "flat", nan, nan, nan),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from green_profiles.windows import SHUFFLE_MODES, Windows, sample_windows, shuffle_windows
+from green_profiles.text.windows import SHUFFLE_MODES, Windows, sample_windows, shuffle_windows
 
 BASE = 1_000_000
 

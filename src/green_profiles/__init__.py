@@ -1,6 +1,6 @@
 """Jacobian-norm profiles of causal language models: how token influence decays with distance."""
 
-from green_profiles.jacobian import (
+from green_profiles.kernel.jacobian import (
     NonFiniteGradientError,
     NormCounts,
     ProtocolRows,
@@ -11,10 +11,10 @@ from green_profiles.jacobian import (
     predicted_tokens,
     protocol_gradient_norms,
 )
-from green_profiles.precision import resolve_device, resolve_dtype
+from green_profiles.kernel.precision import resolve_device, resolve_dtype
 
 # models, corpora, windows and fits import heavier libraries (transformers, datasets,
-# lmfit); import them from their modules: green_profiles.models.load_model, ...
+# lmfit); import them from their modules: green_profiles.models.loading.load_model, ...
 
 __all__ = [
     "NonFiniteGradientError",

@@ -6,6 +6,8 @@
     green-profiles show 3f1c0a9e2b7d4c55
     green-profiles notebook coherent_text --settings smoke -p seq_len 256
     green-profiles plan --settings paper > paper-plan.jsonl
+    green-profiles prepare
+    green-profiles train --settings default
     green-profiles export --all --model pythia-70m -o published/pythia-70m.tar.gz
     green-profiles import published/*.tar.gz
 
@@ -16,10 +18,10 @@ settings, text, weights, tokenizer and code (instantly), otherwise measures it
 with a progress bar; then it prints the median profile, the three fits and the
 bootstrap verdict. ``show`` prints the same for a stored run without measuring.
 ``export`` and ``import`` carry stored runs between machines as checksummed
-bundles (:mod:`green_profiles.bundles`).
+bundles (:mod:`green_profiles.runs.bundles`).
 
 ``run`` works unchanged under torchrun, which splits one run's windows over its
-processes (:mod:`green_profiles.distributed`); only the first rank prints the report:
+processes (:mod:`green_profiles.runs.distributed`); only the first rank prints the report:
 
     torchrun --nproc-per-node 4 -m green_profiles run --preset pythia
 
@@ -39,10 +41,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from green_profiles.configuration import PRESETS, SAMPLERS, SELECTIONS, RunConfig
+from green_profiles.runs.configuration import PRESETS, SAMPLERS, SELECTIONS, RunConfig
 
 if TYPE_CHECKING:
-    from green_profiles.profiles import ProfileRun
+    from green_profiles.analysis.profiles import ProfileRun
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input or data that cannot be had here, not a bug: one line, exit 2."""
-    from green_profiles.corpora import CorpusUnavailableError
-    from green_profiles.models import ModelUnavailableError
-    from green_profiles.store import CorruptRunError
+    from green_profiles.text import CorpusUnavailableError
+    from green_profiles.models.loading import ModelUnavailableError
+    from green_profiles.runs.store import CorruptRunError
 
     # ValueError covers bad settings, too-short corpora, windows beyond the context and
     # NonFiniteGradientError; RuntimeError in general (CUDA out of memory, ...) is not expected.
@@ -145,6 +147,18 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--table", action="store_true", help="a table (the default on a terminal)")
     plan.set_defaults(handler=_plan)
 
+    prepare = commands.add_parser("prepare", help="fetch and prepare the offline default's corpora and SmolLM2 "
+                                                  "(`make data`), then count their tokens")
+    prepare.set_defaults(handler=_prepare)
+
+    train = commands.add_parser("train", help="train a family of small models here (`make models`)")
+    chosen = train.add_mutually_exclusive_group()
+    chosen.add_argument("--settings", default="default",
+                        help="named settings: trains the family their training_dynamics experiment measures")
+    chosen.add_argument("--family", help="train this family instead (e.g. gutenberg-neox, smoke-neox)")
+    train.add_argument("--device", default="auto")
+    train.set_defaults(handler=_train)
+
     listing = commands.add_parser("list", help="list the runs in the store")
     listing.add_argument("--markdown", action="store_true", help="a Markdown table with timings and versions")
     listing.set_defaults(handler=_list)
@@ -167,24 +181,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return dataclasses.replace(config, **overrides)
 
 
-def config_arguments(config: RunConfig) -> list[str]:
-    """The ``run`` options that give ``config`` back through :func:`config_from_args` (unset fields left out)."""
-    arguments = []
-    for field in dataclasses.fields(RunConfig):
-        value = getattr(config, field.name)
-        if value is None or (field.name in ("per_layer", "full_rows") and not value):
-            continue
-        if field.name in ("per_layer", "full_rows"):  # flags
-            arguments.append(f"--{field.name.replace('_', '-')}")
-            continue
-        text = ",".join(str(int(r)) for r in value) if field.name == "distances" else str(value)
-        arguments.append(f"--{field.name.replace('_', '-')}={text}")  # one word: a value may start with "-"
-    return arguments
-
-
 def _run(args: argparse.Namespace) -> int:
-    from green_profiles.distributed import world_from_environment
-    from green_profiles.measurement import FLUSH_SECONDS, run_profile
+    from green_profiles.runs.distributed import world_from_environment
+    from green_profiles.analysis.profiles import run_profile
+    from green_profiles.runs.measurement import FLUSH_SECONDS
 
     config = config_from_args(args)
     flush = FLUSH_SECONDS if args.flush_seconds is None else args.flush_seconds
@@ -196,8 +196,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from green_profiles.profiles import load_run
-    from green_profiles.store import runs_directory
+    from green_profiles.analysis.profiles import load_run
+    from green_profiles.runs.store import runs_directory
 
     path = Path(args.run)
     if not path.is_dir():
@@ -210,7 +210,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _report(run: ProfileRun, selection: str, n_boot: int) -> None:
     """Print a run's settings, quality, median profile, fits and verdict for each selection."""
-    from green_profiles.fits import verdict
+    from green_profiles.analysis.fits import verdict
 
     resolved = run.config
     print(f"\n{run}")
@@ -236,7 +236,7 @@ def _report(run: ProfileRun, selection: str, n_boot: int) -> None:
 def _notebook(args: argparse.Namespace) -> int:
     import yaml
 
-    from green_profiles.execution import execute_notebook
+    from green_profiles.report.execution import execute_notebook
 
     overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
     path = execute_notebook(args.name, settings=args.settings, overrides=overrides, log_output=not args.quiet)
@@ -247,7 +247,7 @@ def _notebook(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     import json
 
-    from green_profiles.plans import describe_plan, settings_plan
+    from green_profiles.runs.plans import describe_plan, settings_plan
 
     records = []
     as_json = args.json or (not args.table and not sys.stdout.isatty())
@@ -293,8 +293,42 @@ def _plan_table(records: Sequence[dict]) -> str:
     return table.to_string(index=False) if len(table) else "nothing to measure"
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from green_profiles.files.locations import default_data_dir
+    from green_profiles.models.loading import smollm2_directory
+    from green_profiles.text import load_corpus, prepare_offline_data
+    from green_profiles.text.windows import tokenize_documents
+
+    data_dir = args.data_dir or default_data_dir()
+    prepare_offline_data(data_dir)
+    model_dir = smollm2_directory(data_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    print(f"{'corpus':<11} {'documents':>9} {'tokens':>10} {'>= 513':>7} {'>= 2049':>8}   (SmolLM2 tokens)")
+    for name in ("gutenberg", "wikipedia"):
+        documents = load_corpus(name, data_dir=data_dir)
+        lengths = np.array([len(ids) for ids in tokenize_documents(documents, tokenizer)])
+        print(f"{name:<11} {len(documents):>9} {lengths.sum():>10,} {(lengths >= 513).sum():>7} "
+              f"{(lengths >= 2049).sum():>8}")
+    print(f"model weights: {model_dir}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from green_profiles.models.families import FAMILIES
+    from green_profiles.models.training import train_and_report
+    from green_profiles.runs.experiments import notebook_parameters
+
+    family = args.family or notebook_parameters("training_dynamics", args.settings)["family"]
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; families: {', '.join(sorted(FAMILIES))}")
+    return train_and_report(family, data_dir=args.data_dir, device=args.device)
+
+
 def _list(args: argparse.Namespace) -> int:
-    from green_profiles.profiles import list_runs
+    from green_profiles.analysis.profiles import list_runs
 
     runs = list_runs(args.data_dir)
     if runs.empty:
@@ -336,8 +370,8 @@ def _add_bundle_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from green_profiles.bundles import export_runs
-    from green_profiles.store import runs_directory
+    from green_profiles.runs.bundles import export_runs
+    from green_profiles.runs.store import runs_directory
 
     store = runs_directory(args.data_dir)
     filtered = args.model is not None or args.corpus is not None
@@ -353,7 +387,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _matching_runs(store: Path, model: str | None, corpus: str | None) -> list[str]:
     """Keys of the intact stored runs whose stored settings name ``model`` and ``corpus`` (None: any)."""
-    from green_profiles.store import CorruptRunError, stored_metadata
+    from green_profiles.runs.store import CorruptRunError, stored_metadata
 
     keys = []
     for path, metadata in stored_metadata(store):
@@ -368,8 +402,8 @@ def _matching_runs(store: Path, model: str | None, corpus: str | None) -> list[s
 
 
 def _import(args: argparse.Namespace) -> int:
-    from green_profiles.bundles import BundleError, import_runs
-    from green_profiles.store import runs_directory
+    from green_profiles.runs.bundles import BundleError, import_runs
+    from green_profiles.runs.store import runs_directory
 
     store = runs_directory(args.data_dir)
     status = 0
