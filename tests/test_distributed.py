@@ -23,7 +23,6 @@ import torch
 from conftest import tiny_config
 
 import green_profiles.analysis.profiles as profiles
-import green_profiles.runs.measurement as measurement
 from green_profiles.runs import distributed
 from green_profiles.report.book import measure_runs, processes_from_environment
 from green_profiles.cli import _parser, config_from_args

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from green_profiles.runs import distributed
-from green_profiles.runs.configuration import SELECTIONS, RunConfig
+from green_profiles.runs.configuration import SELECTIONS, RunConfig, config_arguments
 from green_profiles.runs.distributed import Group, World
 from green_profiles.kernel.precision import device_description, resolve_device
 from green_profiles.runs.provenance import Provenance, run_key, run_provenance, settings_key
