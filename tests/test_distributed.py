@@ -22,7 +22,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import green_profiles.analysis.profiles as profiles
+import green_profiles.report.book as book
 from green_profiles.runs import distributed
 from green_profiles.report.book import measure_runs, processes_from_environment
 from green_profiles.cli import _parser, config_from_args
@@ -256,7 +256,7 @@ def test_a_config_goes_through_the_command_line_unchanged(tiny_setup):
 
 def test_the_book_takes_its_processes_from_the_environment(monkeypatch):
     calls = []
-    monkeypatch.setattr(profiles, "run_profile", lambda config, **options: calls.append(options["processes"]))
+    monkeypatch.setattr(book, "run_profile", lambda config, **options: calls.append(options["processes"]))
     monkeypatch.setenv("GREEN_PROFILES_PROCESSES", "3")
     measure_runs({"a": PRESETS["pythia"]})
     measure_runs({"a": PRESETS["pythia"]}, processes=2)

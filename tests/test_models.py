@@ -189,7 +189,7 @@ def test_a_smollm2_copy_from_another_wheel_or_conversion_is_converted_again(tmp_
     import importlib.metadata
     import json
 
-    from green_profiles import models
+    from green_profiles.models import loading as models
 
     copy = tmp_path / "smollm2-135m"
     copy.mkdir()
