@@ -94,6 +94,9 @@ __all__ = [
 # Bump when what is built changes: parts recorded with an older version are rebuilt.
 REHEARSAL_VERSION = 1
 MANIFEST = "rehearsal.json"
+# The builder's name written into every stand-in file: the one it had inside the package. It is part of the
+# files, so of the snapshots' commits and of every rehearsal run's key; renaming it would measure them all anew.
+BUILDER = "green_profiles.rehearsal"
 STAND_IN_VOCAB_SIZE = 4096
 
 # Layers kept by default. The paper measures one vector-Jacobian product per (window, target)
@@ -307,7 +310,7 @@ def _model_note(repo_id: str, kept: int, seed: int) -> dict[str, Any]:
         "published_num_hidden_layers": PUBLISHED_CONFIGS[repo_id]["num_hidden_layers"],
         "num_hidden_layers": kept,
         "tokenizer": f"stand-in byte-level BPE, {STAND_IN_VOCAB_SIZE} tokens",
-        "built_by": "rehearsal",
+        "built_by": BUILDER,
     }
 
 
@@ -546,7 +549,7 @@ def _gutenberg_splits(books: Sequence[_Book]) -> dict[str, _Split]:
         rows = ([(opening, f"{book.title} (opening paragraph)")] if opening else []) + [(book.text, book.title)]
         for text, title in rows:
             metadata = {"title": title, "authors": author, "language": "en", "text_id": ebook,
-                        "stand_in": "rehearsal"}
+                        "stand_in": BUILDER}
             columns["TEXT"].append(text)
             columns["SOURCE"].append("gutenberg")
             columns["METADATA"].append(json.dumps(metadata, ensure_ascii=False))
@@ -563,7 +566,7 @@ def _dataset_card(repo_id: str, config_name: str, data_files: Mapping[str, str])
         configs=[{"config_name": config_name,
                   "data_files": [{"split": split, "path": path} for split, path in data_files.items()]}],
     )
-    return (f"---\n{data.to_yaml()}\n---\n\n# Stand-in for {repo_id}\n\nWritten by rehearsal "
+    return (f"---\n{data.to_yaml()}\n---\n\n# Stand-in for {repo_id}\n\nWritten by {BUILDER} "
             "from real text available offline (see its manifest); not the dataset it stands in for.\n")
 
 
