@@ -357,7 +357,7 @@ def check_context(model: Any, config: RunConfig) -> None:
 
 
 def sample_run_windows(config: RunConfig, documents: Sequence[Any], tokenizer: Any) -> Windows:
-    """The run's windows of ``seq_len + 1`` tokens: sampled by ``config.sampler``, then shuffled by ``config.shuffle``."""
+    """The run's windows of ``seq_len + 1`` tokens, sampled by ``config.sampler`` and shuffled by ``config.shuffle``."""
     # The authors' rule tokenizes only the documents it needs (a few of 1,500 books); a corpus-wide
     # shuffle needs them all.
     token_docs = (tokenize_documents(documents, tokenizer)
@@ -445,7 +445,8 @@ def measure_windows(inputs: Inputs, config: RunConfig, work: Work, *, partial: P
         for index in work.mine:
             clock = time.perf_counter()
             rows = jacobian.protocol_gradient_norms(inputs.model, torch.from_numpy(inputs.windows.ids[index]),
-                                                    torch.from_numpy(inputs.targets), min_source=config.source_min_index,
+                                                    torch.from_numpy(inputs.targets),
+                                                    min_source=config.source_min_index,
                                                     per_layer=config.per_layer, **kernel_options)
             kernel_seconds += time.perf_counter() - clock
             backward_rows += len(inputs.targets) + int((~rows.pred_correct).sum())
