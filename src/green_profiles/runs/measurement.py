@@ -14,6 +14,13 @@ from its flushed windows.
 Under ``torchrun`` the processes of the job share one run's windows
 (:mod:`green_profiles.runs.distributed`) and store the run a single process would;
 ``measure_run(..., processes=N)`` starts such a job itself.
+
+Measuring is a short pipeline of steps, each usable on its own (:func:`_measure` runs them):
+:func:`stored_or_none` (the stored run, unless missing, recomputed or damaged),
+:func:`start_anew`, :func:`prepare_inputs` (model, windows and their checks),
+:func:`resume` (the windows left over from flushed parts, and this process' share),
+:func:`measure_windows` (the kernel, with progress and periodic flushes) and
+:func:`gather_and_store`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +67,13 @@ from green_profiles.kernel import jacobian
 from green_profiles.models.loading import ModelUnavailableError, load_model
 from green_profiles.runs.costs import kernel_flops
 from green_profiles.text import CorpusUnavailableError, load_corpus
-from green_profiles.text.windows import sample_windows, sample_windows_as_authors, shuffle_windows, tokenize_documents
+from green_profiles.text.windows import (
+    Windows,
+    sample_windows,
+    sample_windows_as_authors,
+    shuffle_windows,
+    tokenize_documents,
+)
 
 FLUSH_SECONDS = 60.0
 # A run warns when more than this share of its norms at the grid points is exactly zero: values the
@@ -139,17 +153,45 @@ def measure_run(
     if processes > 1:
         return _launch_sharded(processes, config, key, store, device, progress, recompute, options, flush_seconds)
     with key_lock(store, key, announce=progress):
-        if (store / key).exists() and not recompute:
-            try:
-                return read_run(store / key)
-            except CorruptRunError as error:
-                warnings.warn(f"{error}; measuring it again", stacklevel=2)
-        partial = partial_directory(store, key)
-        if recompute:
-            shutil.rmtree(partial, ignore_errors=True)
-        _say_why_anew(store, settings_key(config, target_device), key, provenance)
+        stored = stored_or_none(store, key, recompute, stacklevel=2)
+        if stored is not None:
+            return stored
+        start_anew(store, key, settings_key(config, target_device), provenance, recompute=recompute)
         return _measure(config, key, provenance, documents, store, data_dir, target_device, progress,
                         options, flush_seconds)
+
+
+def stored_or_none(store: Path, key: str, recompute: bool, *, warn: bool = True,
+                   stacklevel: int = 1) -> StoredRun | None:
+    """The stored run ``key``, or ``None`` when it is to be measured: not stored, ``recompute``, or damaged.
+
+    A damaged run (:class:`~green_profiles.runs.store.CorruptRunError`) is measured
+    again, and a warning says so ("...; measuring it again").
+
+    Args:
+        store: the runs directory.
+        key: the run's key.
+        recompute: ignore a stored run (it is not even read).
+        warn: warn about a damaged run; ``False`` where the processes that measure it say so themselves.
+        stacklevel: the line the warning names, counted from the caller as for :func:`warnings.warn`
+            (1: the caller's own line, 2: its caller's, ...).
+    """
+    if recompute or not (store / key).exists():
+        return None
+    try:
+        return read_run(store / key)
+    except CorruptRunError as error:
+        if warn:
+            warnings.warn(f"{error}; measuring it again", stacklevel=stacklevel + 1)
+        return None
+
+
+def start_anew(store: Path, key: str, settings: str, provenance: Provenance, *, recompute: bool) -> None:
+    """Before measuring run ``key``: drop its flushed windows when ``recompute``, and say on stderr what
+    changed since runs of the same ``settings`` were measured (:func:`_say_why_anew`)."""
+    if recompute:
+        shutil.rmtree(partial_directory(store, key), ignore_errors=True)
+    _say_why_anew(store, settings, key, provenance)
 
 
 def stored_without_inputs(store: Path, settings: str, error: Exception) -> StoredRun | None:
@@ -188,17 +230,9 @@ def _run_sharded(world: World, config: RunConfig, key: str, provenance: Provenan
         group.agree("the run key", key)
         with contextlib.ExitStack() as lock:
             _lock_for_group(group, store, key, lock, announce=progress)
-            stored: StoredRun | None = None
-            if first:
-                if (store / key).exists() and not recompute:
-                    try:
-                        stored = read_run(store / key)
-                    except CorruptRunError as error:
-                        warnings.warn(f"{error}; measuring it again", stacklevel=3)
-                if stored is None:
-                    if recompute:
-                        shutil.rmtree(partial_directory(store, key), ignore_errors=True)
-                    _say_why_anew(store, settings_key(config, device), key, provenance)
+            stored = stored_or_none(store, key, recompute, stacklevel=3) if first else None
+            if first and stored is None:
+                start_anew(store, key, settings_key(config, device), provenance, recompute=recompute)
             if group.broadcast(stored is not None):
                 return stored if stored is not None else read_run(store / key)
             return _measure(config, key, provenance, documents, store, data_dir, device, progress and first,
@@ -231,11 +265,9 @@ def _launch_sharded(processes: int, config: RunConfig, key: str, store: Path, de
                     progress: bool, recompute: bool, kernel_options: dict[str, Any],
                     flush_seconds: float) -> StoredRun:
     """The stored run, or a torchrun job of ``processes`` processes measures it first."""
-    if (store / key).exists() and not recompute:
-        try:
-            return read_run(store / key)
-        except CorruptRunError:
-            pass  # the job measures it again, and says why
+    stored = stored_or_none(store, key, recompute, warn=False)  # a damaged run: the job measures it again, and says why
+    if stored is not None:
+        return stored
     if kernel_options:
         raise ValueError("kernel_options reach only a run measured in this process; "
                          f"measure with processes=1 to use {', '.join(kernel_options)}")
@@ -248,23 +280,84 @@ def _launch_sharded(processes: int, config: RunConfig, key: str, store: Path, de
     return read_run(store / key)
 
 
+# --- measuring: the steps of _measure ------------------------------------------------------------
+
+
 def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Sequence[Any], store: Path,
              data_dir: Path | None, device: torch.device, progress: bool, kernel_options: dict[str, Any],
              flush_seconds: float, group: Group | None = None) -> StoredRun:
     """Measure the pending windows and store the run; with a ``group`` (sharded), this rank's share of them."""
-    from tqdm import tqdm
+    inputs = prepare_inputs(config, documents, data_dir=data_dir, device=device)
+    if group is not None:
+        # A rank that sampled other windows would store its rows under the wrong window indices.
+        group.agree("the sampled windows (SHA-256 of their token ids)", distributed.windows_digest(inputs.windows.ids))
+    partial = partial_directory(store, key)
+    work = resume(partial, inputs.windows.ids, group)
+    bar = progress_bar(config, work, len(inputs.windows), group, enabled=progress)
+    measured = measure_windows(inputs, config, work, partial=partial, key=key, bar=bar,
+                               kernel_options=kernel_options, flush_seconds=flush_seconds,
+                               writer=None if group is None else f"rank{group.rank}")
+    return gather_and_store(config, key, provenance, documents, store, device, inputs, work, measured, group)
 
-    rank, world_size = (0, 1) if group is None else (group.rank, group.world_size)
+
+@dataclass(frozen=True, eq=False)  # arrays: no element-wise __eq__
+class Inputs:
+    """What a run is measured from, checked and ready for the kernel (:func:`prepare_inputs`).
+
+    Attributes:
+        model, tokenizer: as loaded by :func:`~green_profiles.models.loading.load_model`.
+        windows: the run's sampled (and shuffled) windows of ``L + 1`` tokens.
+        targets: ``[T]`` target positions; distances: ``[n_r]`` int64 grid distances.
+        sources: ``[T, n_r]`` source position of each target's grid distances.
+        timings: seconds spent loading the model (``load_model_s``) and sampling (``windows_s``).
+    """
+
+    model: Any
+    tokenizer: Any
+    windows: Windows
+    targets: np.ndarray
+    distances: np.ndarray
+    sources: torch.Tensor
+    timings: dict[str, float]
+
+
+def prepare_inputs(config: RunConfig, documents: Sequence[Any], *, data_dir: Path | None,
+                   device: torch.device) -> Inputs:
+    """Load the model, sample the run's windows and check that they fit the model.
+
+    Raises:
+        ValueError: a window longer than the model's context (checked before sampling), a corpus
+            with no document of ``L + 1`` tokens, or token ids beyond the model's embeddings.
+    """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     model, tokenizer = load_model(config.model, dtype=config.dtype, device=device,
                                   revision=config.revision, seed=config.seed, data_dir=data_dir)
     timings["load_model_s"] = time.perf_counter() - clock
+    check_context(model, config)
+    clock = time.perf_counter()
+    windows = sample_run_windows(config, documents, tokenizer)
+    timings["windows_s"] = time.perf_counter() - clock
+    check_token_ids(model, windows, config.model)
+    targets = config.targets
+    distances = np.asarray(config.distances, dtype=np.int64)
+    sources = torch.from_numpy(targets[:, None] - distances[None, :])  # [T, n_r] source index per grid point
+    return Inputs(model=model, tokenizer=tokenizer, windows=windows, targets=targets, distances=distances,
+                  sources=sources, timings=timings)
+
+
+def check_context(model: Any, config: RunConfig) -> None:
+    """Raise ``ValueError`` when the run's windows (``seq_len`` tokens) exceed the model's context.
+
+    A model whose configuration names no context (``max_position_embeddings``) passes.
+    """
     context = getattr(model.config, "max_position_embeddings", None)
     if context is not None and config.seq_len > context:
         raise ValueError(f"seq_len = {config.seq_len} is longer than {config.model}'s context of {context} tokens")
 
-    clock = time.perf_counter()
+
+def sample_run_windows(config: RunConfig, documents: Sequence[Any], tokenizer: Any) -> Windows:
+    """The run's windows of ``seq_len + 1`` tokens, sampled by ``config.sampler`` and shuffled by ``config.shuffle``."""
     # The authors' rule tokenizes only the documents it needs (a few of 1,500 books); a corpus-wide
     # shuffle needs them all.
     token_docs = (tokenize_documents(documents, tokenizer)
@@ -274,73 +367,135 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
                                             config.n_windows, config.seed)
     else:
         windows = sample_windows(token_docs, config.seq_len + 1, config.n_windows, config.seed)
-    windows = shuffle_windows(windows, config.shuffle, config.seed, token_docs)
-    timings["windows_s"] = time.perf_counter() - clock
+    return shuffle_windows(windows, config.shuffle, config.seed, token_docs)
+
+
+def check_token_ids(model: Any, windows: Windows, model_name: str) -> None:
+    """Raise ``ValueError`` when a window holds a token id the model has no embedding for."""
     n_embeddings = model.get_input_embeddings().num_embeddings
     if windows.ids.max(initial=0) >= n_embeddings:
-        raise ValueError(f"the tokenizer of {config.model} produced token id {int(windows.ids.max())}, but the "
+        raise ValueError(f"the tokenizer of {model_name} produced token id {int(windows.ids.max())}, but the "
                          f"model has only {n_embeddings} embeddings: the tokenizer does not belong to these weights")
-    if group is not None:
-        # A rank that sampled other windows would store its rows under the wrong window indices.
-        group.agree("the sampled windows (SHA-256 of their token ids)", distributed.windows_digest(windows.ids))
 
-    targets = config.targets
-    distances = np.asarray(config.distances, dtype=np.int64)
-    sources = torch.from_numpy(targets[:, None] - distances[None, :])  # [T, n_r] source index per grid point
-    partial = partial_directory(store, key)
-    # Rank 0 alone reads what earlier attempts flushed and tells the others, so that all split one list.
-    done = read_partial(partial, windows.ids) if rank == 0 else {}
-    pending = [i for i in range(len(windows)) if i not in done]
+
+@dataclass(frozen=True, eq=False)
+class Work:
+    """Which windows of a run are done, which are pending, and this process' share of the pending ones.
+
+    Attributes:
+        done: window index -> its arrays: those read from the partial parts (by the first
+            process only), and the windows of this session once they are flushed.
+        pending: the windows in no part, in order; the same list on every rank.
+        mine: the pending windows this process measures (all of them without a group).
+    """
+
+    done: dict[int, dict[str, np.ndarray]]
+    pending: list[int]
+    mine: list[int]
+
+
+def resume(partial: Path, window_ids: np.ndarray, group: Group | None = None) -> Work:
+    """What is left to measure of a run whose earlier attempts flushed windows to ``partial``.
+
+    Rank 0 alone reads the parts (unusable ones are skipped with a warning,
+    :func:`~green_profiles.runs.store.read_partial`) and tells the others, so that all
+    split one list (:func:`~green_profiles.runs.distributed.shard`).
+    """
+    rank, world_size = (0, 1) if group is None else (group.rank, group.world_size)
+    done = read_partial(partial, window_ids) if rank == 0 else {}
+    pending = [i for i in range(len(window_ids)) if i not in done]
     if group is not None:
         pending = group.broadcast(pending)
-    mine = distributed.shard(pending, rank, world_size)
-    writer = None if group is None else f"rank{rank}"
+    return Work(done=done, pending=pending, mine=distributed.shard(pending, rank, world_size))
+
+
+def progress_bar(config: RunConfig, work: Work, n_windows: int, group: Group | None, *, enabled: bool) -> Any:
+    """The progress bar over the run's rows (a ``tqdm``); under a group, over this rank's share of the windows."""
+    from tqdm import tqdm
+
+    n_targets = len(config.targets)
+    description = f"{config.model} {config.corpus} L={config.seq_len} shuffle={config.shuffle}"
+    if group is None:
+        total, initial = n_windows, len(work.done)
+    else:  # the first rank's own share; the others advance alike
+        total, initial = len(work.mine), 0
+        description += f" [rank 0 of {group.world_size}: {len(work.mine)} of {len(work.pending)} windows]"
+    # Inside a notebook (stderr not a terminal) redraw rarely: papermill --log-output relays each redraw.
+    return tqdm(total=total * n_targets, initial=initial * n_targets, unit="row", desc=description,
+                disable=not enabled, smoothing=0.1, mininterval=0.5 if sys.stderr.isatty() else 20.0)
+
+
+def measure_windows(inputs: Inputs, config: RunConfig, work: Work, *, partial: Path, key: str, bar: Any,
+                    kernel_options: Mapping[str, Any], flush_seconds: float,
+                    writer: str | None = None) -> tuple[float, int]:
+    """Run the kernel on this process' windows (``work.mine``), flushing finished ones to ``partial``.
+
+    Finished windows are written as a part at least every ``flush_seconds`` and once more at
+    the end, also when interrupted (Ctrl-C, an error), and added to ``work.done`` as they
+    are. ``bar`` advances by each window's rows and is closed at the end.
+
+    Returns:
+        ``(kernel seconds, backward rows)`` of this session: the kernel's time, and the
+        backward passes it ran (one per row, and another where the prediction is wrong).
+    """
     fresh: dict[int, dict[str, np.ndarray]] = {}
     kernel_seconds, backward_rows = 0.0, 0
     last_flush = time.monotonic()
-    description = f"{config.model} {config.corpus} L={config.seq_len} shuffle={config.shuffle}"
-    if group is None:
-        total, initial = len(windows), len(done)
-    else:  # the first rank's own share; the others advance alike
-        total, initial = len(mine), 0
-        description += f" [rank 0 of {world_size}: {len(mine)} of {len(pending)} windows]"
-    # Inside a notebook (stderr not a terminal) redraw rarely: papermill --log-output relays each redraw.
-    bar = tqdm(total=total * len(targets), initial=initial * len(targets), unit="row", desc=description,
-               disable=not progress, smoothing=0.1, mininterval=0.5 if sys.stderr.isatty() else 20.0)
     try:
-        for index in mine:
+        for index in work.mine:
             clock = time.perf_counter()
-            rows = jacobian.protocol_gradient_norms(model, torch.from_numpy(windows.ids[index]),
-                                                    torch.from_numpy(targets), min_source=config.source_min_index,
+            rows = jacobian.protocol_gradient_norms(inputs.model, torch.from_numpy(inputs.windows.ids[index]),
+                                                    torch.from_numpy(inputs.targets),
+                                                    min_source=config.source_min_index,
                                                     per_layer=config.per_layer, **kernel_options)
             kernel_seconds += time.perf_counter() - clock
-            backward_rows += len(targets) + int((~rows.pred_correct).sum())
-            fresh[index] = {
-                **{f"{selection}_{name}": values
-                   for selection, norms in (("true", rows.true_norms), ("pred", rows.pred_norms))
-                   for name, values in at_grid_points(norms, sources, config.per_layer).items()},
-                "true_tokens": rows.true_tokens.numpy(),
-                "pred_tokens": rows.pred_tokens.numpy(),
-                "true_log_probs": rows.true_log_probs.numpy(),
-                **({f"{selection}_full": full_rows(norms, config.per_layer)
-                    for selection, norms in (("true", rows.true_norms), ("pred", rows.pred_norms))}
-                   if config.full_rows else {}),
-            }
-            bar.update(len(targets))
+            backward_rows += len(inputs.targets) + int((~rows.pred_correct).sum())
+            fresh[index] = window_arrays(rows, inputs.sources, config)
+            bar.update(len(inputs.targets))
             if kernel_seconds:
                 bar.set_postfix_str(f"{backward_rows / kernel_seconds:.2f} backward/s", refresh=False)
             if time.monotonic() - last_flush >= flush_seconds:
-                flush_partial(partial, key, windows.ids, fresh, writer=writer)
-                done.update(fresh)
+                flush_partial(partial, key, inputs.windows.ids, fresh, writer=writer)
+                work.done.update(fresh)
                 fresh = {}
                 last_flush = time.monotonic()
     finally:
         bar.close()
         # Windows finished before an interruption are kept for the next attempt.
-        flush_partial(partial, key, windows.ids, fresh, writer=writer)
-        done.update(fresh)
+        flush_partial(partial, key, inputs.windows.ids, fresh, writer=writer)
+        work.done.update(fresh)
+    return kernel_seconds, backward_rows
 
-    session = {"rank": rank, "windows": mine, "kernel_s": kernel_seconds, "backward_rows": backward_rows,
+
+def window_arrays(rows: Any, sources: torch.Tensor, config: RunConfig) -> dict[str, np.ndarray]:
+    """One window's arrays as flushed and stored, from the kernel's rows
+    (:func:`~green_profiles.kernel.jacobian.protocol_gradient_norms`): both selections' norms at the
+    grid points (:func:`at_grid_points`), the tokens, the log-probabilities and, with ``full_rows``, whole rows."""
+    return {
+        **{f"{selection}_{name}": values
+           for selection, norms in (("true", rows.true_norms), ("pred", rows.pred_norms))
+           for name, values in at_grid_points(norms, sources, config.per_layer).items()},
+        "true_tokens": rows.true_tokens.numpy(),
+        "pred_tokens": rows.pred_tokens.numpy(),
+        "true_log_probs": rows.true_log_probs.numpy(),
+        **({f"{selection}_full": full_rows(norms, config.per_layer)
+            for selection, norms in (("true", rows.true_norms), ("pred", rows.pred_norms))}
+           if config.full_rows else {}),
+    }
+
+
+def gather_and_store(config: RunConfig, key: str, provenance: Provenance, documents: Sequence[Any], store: Path,
+                     device: torch.device, inputs: Inputs, work: Work, measured: tuple[float, int],
+                     group: Group | None = None) -> StoredRun:
+    """Store the measured run and return it read back; under a group, every rank returns it.
+
+    Each process' session (its windows, kernel time and backward rows, ``measured``) goes to
+    the first rank, which assembles all windows (under a group, from the parts every rank
+    flushed) and writes the run; the others wait for it and read it, or raise its error.
+    """
+    rank = 0 if group is None else group.rank
+    kernel_seconds, backward_rows = measured
+    session = {"rank": rank, "windows": work.mine, "kernel_s": kernel_seconds, "backward_rows": backward_rows,
                "host": socket.gethostname(), "pid": os.getpid(), "device": str(device)}
     sessions = [session] if group is None else group.all_gather(session)
     if rank != 0:
@@ -349,9 +504,9 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
             raise RuntimeError(failure)
         return read_run(store / key)
     try:
-        final = _store_measured(config, key, provenance, documents, store, device, model, tokenizer, windows,
-                                targets, distances, done if group is None else read_partial(partial, windows.ids),
-                                pending, sessions, timings)
+        done = work.done if group is None else read_partial(partial_directory(store, key), inputs.windows.ids)
+        final = _store_measured(config, key, provenance, documents, store, device, inputs, done, work.pending,
+                                sessions)
     except Exception as error:
         if group is not None:  # the other ranks wait for the outcome; tell them instead of leaving them to time out
             group.broadcast(f"rank 0 could not store run {key}: {error}")
@@ -362,47 +517,61 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
 
 
 def _store_measured(config: RunConfig, key: str, provenance: Provenance, documents: Sequence[Any], store: Path,
-                    device: torch.device, model: Any, tokenizer: Any, windows: Any, targets: np.ndarray,
-                    distances: np.ndarray, done: Mapping[int, Mapping[str, np.ndarray]], pending: Sequence[int],
-                    sessions: Sequence[Mapping[str, Any]], timings: dict[str, float]) -> Path:
+                    device: torch.device, inputs: Inputs, done: Mapping[int, Mapping[str, np.ndarray]],
+                    pending: Sequence[int], sessions: Sequence[Mapping[str, Any]]) -> Path:
     """Assemble every window's arrays into the run, write it and remove its partial directory."""
+    arrays = assemble_arrays(inputs, done, key=key, partial=partial_directory(store, key))
+    metadata = _run_metadata(config, key, provenance, documents, device, inputs, arrays, pending, sessions)
+    table = _row_table(arrays, documents, inputs.tokenizer)
+    final = write_run(store, key, arrays, table, metadata)
+    shutil.rmtree(partial_directory(store, key), ignore_errors=True)
+    warn_on_lost_norms(f"run {key} ({config.model}, {config.corpus}, L={config.seq_len}, {metadata['dtype']})",
+                       metadata["norm_counts"])
+    return final
+
+
+def assemble_arrays(inputs: Inputs, done: Mapping[int, Mapping[str, np.ndarray]], *, key: str,
+                    partial: Path) -> dict[str, np.ndarray]:
+    """The run's arrays (``profiles.npz``): the grid, the windows, and every window's arrays stacked in order.
+
+    Raises:
+        RuntimeError: windows missing from ``done`` (e.g. ranks of a sharded run that wrote
+            their parts to different data directories).
+    """
+    windows = inputs.windows
     missing = [i for i in range(len(windows)) if i not in done]
     if missing:
         raise RuntimeError(f"windows {missing[:10]}{' ...' if len(missing) > 10 else ''} of run {key} are not in "
-                           f"{partial_directory(store, key)}: every rank of a sharded run must use one data "
+                           f"{partial}: every rank of a sharded run must use one data "
                            "directory (on several machines, a shared file system)")
     per_window = [done[i] for i in range(len(windows))]
-    arrays = {
-        "distances": distances,
-        "targets": targets,
+    return {
+        "distances": inputs.distances,
+        "targets": inputs.targets,
         "window_ids": windows.ids,
         "document": windows.document,
         "start": windows.start,
         **{name: np.stack([w[name] for w in per_window]) for name in per_window[0]},
     }
+
+
+def _run_metadata(config: RunConfig, key: str, provenance: Provenance, documents: Sequence[Any],
+                  device: torch.device, inputs: Inputs, arrays: Mapping[str, np.ndarray], pending: Sequence[int],
+                  sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The run's ``metadata.json`` (less the data files' checksums, which :func:`write_run` adds)."""
+    model, targets, n_windows = inputs.model, inputs.targets, len(inputs.windows)
     kernel_seconds = device_seconds(sessions)
     backward_rows = sum(int(session["backward_rows"]) for session in sessions)
-    timings["kernel_s"] = kernel_seconds
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    # Every grid point is a source at or left of its target and right of the buffer, so each of these
-    # norms is positive in exact arithmetic: a zero is underflow, and a NaN a failed gradient.
-    norm_counts = {selection: count_norms(arrays[f"{selection}_raw"]).summed() for selection in SELECTIONS}
-    if config.per_layer:
-        metadata_layers = {"n_layers": int(arrays["pred_layers"].shape[2]),
-                           "layer_norm_counts": {selection: count_norms(arrays[f"{selection}_layers"]).summed()
-                                                 for selection in SELECTIONS}}
-    else:
-        metadata_layers = {}
-    metadata = {
+    return {
         "key": key,
         "settings_key": settings_key(config, device),
         "config": config.to_dict(),
         "provenance": provenance.to_dict(),
         "dtype": dtype,
-        "norm_counts": norm_counts,
-        **metadata_layers,
-        "n_rows": int(len(windows) * len(targets)),
-        "n_windows_resumed": len(windows) - len(pending),
+        **_norm_metadata(arrays, config.per_layer),
+        "n_rows": int(n_windows * len(targets)),
+        "n_windows_resumed": n_windows - len(pending),
         # Which process measured which window in this session (resumed windows are in none).
         "world_size": len(sessions),
         "windows_by_rank": [list(session["windows"]) for session in sessions],
@@ -415,16 +584,25 @@ def _store_measured(config: RunConfig, key: str, provenance: Provenance, documen
         "kernel_flops": kernel_flops(model, len(pending), targets, config.source_min_index,
                                      backward_rows=backward_rows) if pending else None,
         "top1_accuracy": float(np.mean(arrays["pred_tokens"] == arrays["true_tokens"])),
-        "timings": timings,
+        "timings": {**inputs.timings, "kernel_s": kernel_seconds},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": _environment(device),
         "corpus_documents": len(documents),
     }
-    table = _row_table(arrays, documents, tokenizer)
-    final = write_run(store, key, arrays, table, metadata)
-    shutil.rmtree(partial_directory(store, key), ignore_errors=True)
-    warn_on_lost_norms(f"run {key} ({config.model}, {config.corpus}, L={config.seq_len}, {dtype})", norm_counts)
-    return final
+
+
+def _norm_metadata(arrays: Mapping[str, np.ndarray], per_layer: bool) -> dict[str, Any]:
+    """``norm_counts`` per selection (zero and non-finite norms at the grid points) and, per layer,
+    ``n_layers`` and ``layer_norm_counts``."""
+    # Every grid point is a source at or left of its target and right of the buffer, so each of these
+    # norms is positive in exact arithmetic: a zero is underflow, and a NaN a failed gradient.
+    counts: dict[str, Any] = {"norm_counts": {selection: count_norms(arrays[f"{selection}_raw"]).summed()
+                                              for selection in SELECTIONS}}
+    if per_layer:
+        counts["n_layers"] = int(arrays["pred_layers"].shape[2])
+        counts["layer_norm_counts"] = {selection: count_norms(arrays[f"{selection}_layers"]).summed()
+                                       for selection in SELECTIONS}
+    return counts
 
 
 def at_grid_points(norms: torch.Tensor, sources: torch.Tensor, per_layer: bool) -> dict[str, np.ndarray]:
