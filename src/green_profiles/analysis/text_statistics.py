@@ -1,86 +1,15 @@
 """How dependence between tokens decays with distance in the text itself.
 
-The model's influence profile might simply inherit the text's own long-range
-statistics. This module measures those statistics on the same tokens the model
-reads: the mutual information between the token at ``t`` and the token at ``t + r``,
-
-    I(r) = H(X_t) + H(X_{t+r}) - H(X_t, X_{t+r})        (bits),
-
-over every pair ``(t, t + r)`` inside one document (pairs never cross a document
-boundary), at each distance ``r >= 1`` of the project's grid.
-
-The estimator and its bias
---------------------------
-Entropies computed from counts ("plug-in") are biased low, the joint entropy most
-because it has by far the most bins, so the plug-in ``I(r)`` is biased *up*: to
-first order by ``(K_xy - K_x - K_y + 1) / (2 N ln 2)`` bits (``K`` occupied bins,
-``N`` pairs). With a vocabulary of 49,152 tokens and a million pairs, about half
-the pairs fall into a joint bin of their own and this bias is about 2 bits
-(Gutenberg) to 3.6 bits (Wikipedia), while the dependence beyond ten tokens is a
-few hundredths of a bit. Two corrections are applied, in this order:
-
-1. **Miller–Madow** on each entropy term, ``H + (K - 1) / (2 N)`` nats. It removes
-   the first-order term only; in this undersampled regime (``K_xy ≈ N / 2``) that
-   is about a sixth of the bias.
-2. **Permutation baseline.** The same Miller–Madow estimate on the same pairs with
-   the second tokens re-paired across pairs: the same ``N``, the same two
-   marginals and no dependence, so its value is the estimator's output for
-   independent tokens. The reported, fitted ``I(r)`` is the Miller–Madow estimate
-   minus this baseline's mean over ``n_permutations`` seeded re-pairings
-   (:attr:`MutualInformationProfile.corrected`; their spread is reported).
-
-The baseline is used because it *measures* the bias the Miller–Madow term leaves,
-at the accuracy the large distances need (a few thousandths of a bit against a raw
-bias of 2 bits), instead of modelling it. The re-pairing is a **rotation**
-(:func:`rotated_pairs`): documents in a random order, the second side shifted by
-more than the longest document, so that each token is paired with a token of
-another document while both sides keep their order. A uniformly random
-permutation (also computed, :attr:`MutualInformationProfile.permutation_baseline`)
-would treat the pairs as independent draws, which text is not: a token repeated at
-neighbouring positions (a run, a burst of a name) repeats the same pair, which the
-estimator reads as dependence. On a Markov chain that copies its previous token
-half of the time (mean run of two), the uniform baseline leaves 0.43 bits of
-spurious ``I(16)`` where the exact value is zero; the rotation, whose pairs align
-runs by chance exactly as two unrelated texts would, gives 0.00
-(``tests/test_text_statistics.py``). On the book's corpora the two agree within a
-few thousandths of a bit on Gutenberg; on Wikipedia the rotation gives up to 40% less
-``I`` at large ``r``.
-
-Neither is exact: dependence piles the joint counts onto fewer bins, so dependent
-pairs are less biased than independent ones and subtracting the independent
-baseline over-corrects where the dependence is strong and the vocabulary large.
-With a small vocabulary the corrected value recovers the exact ``I(r)`` of a Markov
-chain (within 0.01 bits: 30 states, 120,000 pairs). With this vocabulary, a Zipfian
-unigram distribution and 300,000 pairs of a channel that copies the token with a
-fixed probability, it is about 40% low, by nearly the same factor at 2.2 and at 0.6
-bits (``tests/test_text_statistics.py``): levels are underestimated, the shape of a
-decay much less.
-
-Re-pairing across documents removes the dependence of two tokens sharing a
-document, so the corrected ``I(r)`` keeps it (topic, names, style): a floor that
-does not decay with ``r``. The ``"window"`` control of
-:func:`shuffle_token_documents` (each document's tokens permuted) measures that
-floor alone; the ``"corpus"`` control (all tokens permuted) should give zero.
-
-At distance ``r`` only documents longer than ``r`` contribute pairs, so the
-largest distances describe the long documents only.
-
-Intervals come from document half-samples (a delete-half jackknife), not from the
-ordinary bootstrap: a document drawn twice duplicates its pairs, and the estimator
-reads duplicated pairs as dependence (on the Wikipedia sample at ``r = 16``, bootstrap
-replicates averaged 0.65 bits against 0.048 for the data). Each replicate keeps a
-random half of the documents (without replacement, seeded), with all their pairs at
-every distance, and is estimated exactly like the full data: Miller–Madow minus the
-baseline of a rotation *within the half*, so that the baseline has the half's own
-marginals (a baseline from the full data's re-pairing, restricted to the half, does
-not, and spread the half-samples five times as widely). For a statistic close to
-a mean over documents, half-samples spread as much as the full estimate does
-(sampling ``m`` of ``n`` without replacement has variance ``σ²/m · (1 − m/n)``,
-which is ``σ²/n`` at ``m = n/2``), so the replicates are the full-data value plus
-each half-sample's deviation from the half-samples' mean, and intervals are their
-percentiles. The mean shift of the half-samples from the full data
-(:attr:`MutualInformationProfile.half_sample_shift`) shows how much the corrected
-estimator still depends on the amount of text: it would be zero for an unbiased one.
+The mutual information between the token at ``t`` and the token at ``t + r``,
+``I(r) = H(X_t) + H(X_{t+r}) - H(X_t, X_{t+r})`` in bits, over every pair inside one
+document (never across two), on the tokens the model reads, at the distances of the
+project's grid. With a large vocabulary the plug-in estimate is biased up by bits
+where the dependence is hundredths of a bit, so each entropy gets the Miller–Madow
+correction and the same estimate for the pairs re-paired across documents by a
+rotation (:func:`rotated_pairs`) is subtracted (:attr:`MutualInformationProfile.corrected`).
+Intervals come from document half-samples, not the bootstrap (duplicated documents
+read as dependence). Why each choice, and how accurate the estimator is: the book's
+methods page, "The text's own decay" (``book/methods.md``); ``tests/test_text_statistics.py``.
 """
 
 from __future__ import annotations
@@ -302,7 +231,7 @@ class MutualInformationProfile:
     (``permutation_corrected``). ``half_samples`` ``[n_half_samples, n_r]`` are the
     corrected values of the half-samples of documents, each with its own rotation
     baseline; ``replicates`` (same shape) centres them on the full-data value
-    (module docstring). ``n_pairs`` counts the pairs at each distance.
+    (book/methods.md, "The text's own decay"). ``n_pairs`` counts the pairs at each distance.
     """
 
     distances: IntArray
@@ -440,7 +369,7 @@ def mutual_information_profile(
         confidence: coverage of the percentile intervals.
 
     Returns:
-        a :class:`MutualInformationProfile` (estimator and intervals in the module docstring).
+        a :class:`MutualInformationProfile` (estimator and intervals: book/methods.md).
 
     Raises:
         ValueError: no usable distance, ``n_permutations < 1``, or half-samples asked of fewer than two documents.

@@ -1,6 +1,6 @@
 """The Jacobian-norm kernel: ``||∂z[j, v] / ∂e[j − r]||₂`` for every source of a row, one backward per row.
 
-Self-contained (torch only; relative imports): copy this folder into another project and
+Self-contained (torch and numpy only; relative imports): copy this folder into another project and
 ``from kernel import logit_gradient_norms`` works there. :mod:`.jacobian` is the kernel,
 :mod:`.precision` picks dtypes and devices, :mod:`.counts` says which values count.
 """

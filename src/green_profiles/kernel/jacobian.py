@@ -1,51 +1,34 @@
-"""The batched Jacobian-norm kernel.
-
-For a window of input embeddings ``e[0..L-1]``, a target position ``j`` and a
-vocabulary token ``v``, the kernel returns the row
+"""The Jacobian-norm kernel. For a window of input embeddings ``e[0..L-1]``, a target
+position ``j`` and a vocabulary token ``v`` it returns the row
 
     G(j, s) = || d z[j, v] / d e[s] ||_2        for every source position s,
 
-where ``z[j, v]`` is the LM-head logit (final hidden state at ``j`` dotted with
-the head's row ``v``, plus its bias). One vector-Jacobian product from the
-scalar ``z[j, v]`` yields the whole row, so the cost is one input-gradient pass
-per (window, target) and never per source. ``G(j, s)`` is exactly zero for
-``s > j`` (causality). The full ``L x vocab`` logit matrix is never formed.
+float32, in logit per unit embedding, with ``z[j, v]`` the LM-head logit (final hidden
+state at ``j`` dotted with the head's row ``v``, plus its bias). One vector-Jacobian
+product from the scalar ``z[j, v]`` gives the whole row: one input-gradient pass per
+(window, target), never one per source, and never the ``L x vocab`` logits.
+``G(j, s)`` is exactly zero for ``s > j`` (causality).
 
-Three ways to run the backward passes (``method``), all exact:
+Three ways to run the backward passes (``method``), all exact: ``"loop"``, one
+forward per window and one ``torch.autograd.grad`` per row (the reference);
+``"vmap"``, one forward per window and chunks of rows pulled back at once with
+``is_grads_batched=True``; ``"replicate"``, one copy of the window per row in a
+batch and one backward of the summed logits. ``"auto"`` is ``loop`` on a CPU and
+``vmap`` on a GPU. Work no requested source needs is skipped: positions right of the
+last target are cut off, and the prefix left of ``min_source`` can run once without
+gradients as a key/value cache (``skip_prefix``).
 
-``"loop"``
-    one forward per window, one ``torch.autograd.grad`` per row: the plain
-    reference, and the fallback that works for any model.
-``"vmap"``
-    one forward per window, then chunks of rows pulled back at once with
-    ``is_grads_batched=True`` (a vmapped backward: batched matmuls, no
-    repeated forward).
-``"replicate"``
-    each chunk of rows runs as a batch of copies of its windows, one copy per
-    row, with a single backward of the summed logits: every kernel is a
-    native batched one, at the price of one forward per row.
+``per_layer=True`` also returns, from the same backward pass, the norms with respect
+to the hidden state entering every decoder block (captured by forward pre-hooks;
+block 0's input is the embeddings). In float16 every backward is seeded with ``2**8``
+and the norms divided by it again (exact: a power of two only shifts exponents; it
+keeps small gradients out of float16's subnormal range), and a row that overflows is
+measured again unscaled. Norms are accumulated in float32 whatever the model's dtype;
+:func:`count_norms` counts the zero and non-finite ones a median would drop silently.
 
-Work that no requested source needs is skipped: positions right of the last
-target are cut off, and with ``min_source > 0`` the prefix left of it runs once
-without gradients and is reused as a key/value cache (``skip_prefix``).
-
-Per layer. With ``per_layer=True`` the same backward pass also returns, for every
-decoder block ``l``, the norms ``|| d z[j, v] / d x_l[s] ||_2`` of the gradient with
-respect to the hidden state ``x_l`` entering block ``l`` (``x_0``: the input
-embeddings, so layer 0 is the ordinary row). The block inputs are captured by
-forward pre-hooks during the forward with gradients and one ``autograd.grad`` asks
-for all of them at once: the pass that reaches the embeddings crosses every block
-input anyway, so this costs no extra pass, only a norm per layer.
-
-Half precision. Every method seeds its backward pass with ``2**k`` instead of 1
-and divides the float32 norms by ``2**k`` (:func:`default_seed_exponent`: ``k = 8``
-in float16, 0 otherwise). A power of two only shifts exponents, so away from the
-ends of the dtype's range this is exact, and it lifts the small gradients of a
-float16 backward out of the subnormal range where they would lose their digits
-or flush to zero. A row that overflows with the scaled seed is measured again
-unscaled. Norms are accumulated in float32 whatever the model's dtype, and
-:func:`count_norms` counts the zero and non-finite norms that a median would
-otherwise drop silently.
+Needs only torch and the sibling modules :mod:`.precision` and :mod:`.counts` (numpy),
+so the ``kernel`` folder can be copied into another project on its own. The protocol
+around it (windows, distance grid, aggregation, fits) is on the book's methods page.
 """
 
 from __future__ import annotations
@@ -592,8 +575,8 @@ def _validate(model: nn.Module, ids: Tensor, rows: _Rows, head: nn.Linear, min_s
 
 def _resolve_method(method: str, device: torch.device) -> str:
     if method == "auto":
-        # `make bench` on a 2-core CPU: one backward per row already keeps the matmuls
-        # large, and the vmapped and replicated forms only add overhead there. On a GPU
+        # On a CPU one backward per row already keeps the matmuls large, and the vmapped
+        # and replicated forms only add overhead there (`make bench` compares them). On a GPU
         # a single row leaves the device idle; batching rows is what fills it.
         return "loop" if device.type == "cpu" else "vmap"
     if method not in METHODS:
@@ -607,9 +590,10 @@ def _prefix_skip_pays(model: nn.Module, plan: _Plan, device: torch.device) -> bo
     It removes the prefix rows from every matmul, but the suffix's attention then
     needs an explicit (bottom-right causal) mask, and on CPUs the fused attention
     kernel visits every masked block instead of skipping the upper triangle. So on
-    a CPU it pays only where matmul weights dominate attention: `make bench` saw
-    1.3x for SmolLM2-135M at L=512 (attention ~1/10 of the work) and 0.8x for a
-    pythia-14m-shaped model at L=2048 (attention ~1.3x the matmul work).
+    a CPU it pays only where matmul weights dominate attention: it saves time for
+    SmolLM2-135M at L=512 (attention ~1/10 of the work) and costs time for a
+    pythia-14m-shaped model at L=2048 (attention ~1.3x the matmul work); `make bench`
+    measures both.
     """
     if device.type != "cpu":
         return True

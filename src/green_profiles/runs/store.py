@@ -5,7 +5,8 @@ Each run lives in ``<data>/runs/<key>/`` (the key: :func:`green_profiles.runs.pr
 ``profiles.npz``
     ``distances [n_r]``, ``targets [T]``, ``window_ids [n, L + 1]``,
     ``document [n]``, ``start [n]``, ``true_tokens``/``pred_tokens [n, T]``,
-    ``true_log_probs [n, T]`` and the raw norms ``true_raw``/``pred_raw [n, T, n_r]``;
+    ``true_log_probs [n, T]`` (nats) and the raw norms ``true_raw``/``pred_raw [n, T, n_r]``
+    (float32, logit per unit embedding; ``n`` windows, ``T`` targets, ``n_r`` distances);
     a ``per_layer`` run adds ``true_layers``/``pred_layers [n, T, n_layers, n_r]``, the norms
     with respect to each decoder block's input (layer 0 equals ``*_raw``); a ``full_rows`` run
     adds ``true_full``/``pred_full [n, T, L]``, every target's whole row over all sources.
@@ -84,7 +85,8 @@ def write_run(store: Path, key: str, arrays: Mapping[str, np.ndarray], table: An
               metadata: dict[str, Any]) -> Path:
     """Write a finished run as ``<store>/<key>/`` in one rename; an existing one is replaced.
 
-    Call it while holding :func:`key_lock`. ``metadata`` gains the data files' checksums.
+    ``arrays`` become ``profiles.npz`` (names and shapes in the module docstring), ``table``
+    ``rows.csv``. Call it while holding :func:`key_lock`. ``metadata`` gains the data files' checksums.
     """
     final = Path(store) / key
     remove_staging(Path(store), key)  # of a writer of this key that died
@@ -100,7 +102,8 @@ def write_run(store: Path, key: str, arrays: Mapping[str, np.ndarray], table: An
 class StoredRun:
     """A stored run as read from its directory, checked: what :mod:`green_profiles.runs.measurement` returns.
 
-    The analysis layer wraps it (:class:`green_profiles.analysis.profiles.ProfileRun`).
+    ``arrays`` are the contents of ``profiles.npz`` and ``table`` those of ``rows.csv`` (module
+    docstring). The analysis layer wraps it (:class:`green_profiles.analysis.profiles.ProfileRun`).
     """
 
     path: Path
