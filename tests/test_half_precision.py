@@ -51,7 +51,7 @@ def test_float32_is_unscaled_and_unchanged(tiny_model, window, method):
     ids, tokens = window
     default = logit_gradient_norms(tiny_model, ids, TARGETS, tokens, method=method, min_source=12)
     unscaled = logit_gradient_norms(tiny_model, ids, TARGETS, tokens, method=method, min_source=12, seed_exponent=0)
-    assert torch.equal(default.nan_to_num(-1.0), unscaled.nan_to_num(-1.0))
+    assert torch.equal(default.nan_to_num(-1.0), unscaled.nan_to_num(-1.0))  # bitwise: the default is k = 0, one path
     assert_same_norms(default, plain_loop_norms(tiny_model, ids, TARGETS, tokens), 12)
 
 
@@ -61,6 +61,8 @@ def test_a_power_of_two_seed_is_exact_in_float32(tiny_model, window, method, exp
     ids, tokens = window
     unscaled = logit_gradient_norms(tiny_model, ids, TARGETS, tokens, method=method, seed_exponent=0)
     scaled = logit_gradient_norms(tiny_model, ids, TARGETS, tokens, method=method, seed_exponent=exponent)
+    # Bitwise by construction: same shapes and kernels, a backward linear in its seed, and 2**k scales each
+    # rounding exactly away from float32's overflow and subnormals (a non-power-of-two seed would break it).
     assert torch.equal(scaled, unscaled), "a power-of-two seed must only shift exponents"
 
 
@@ -71,7 +73,7 @@ def test_a_power_of_two_seed_is_exact_in_bfloat16(tiny_llama, window, method):
     unscaled = logit_gradient_norms(model, ids, TARGETS, tokens, method=method)
     scaled = logit_gradient_norms(model, ids, TARGETS, tokens, method=method, seed_exponent=8)
     assert unscaled.dtype == torch.float32
-    assert torch.equal(scaled, unscaled)
+    assert torch.equal(scaled, unscaled)  # bitwise: bfloat16 has float32's exponent range, 2**8 scales exactly
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -83,7 +85,7 @@ def test_rows_that_overflow_with_the_scaled_seed_are_measured_again_unscaled(met
     unscaled = logit_gradient_norms(model, ids, targets, tokens, method=method, min_source=4, seed_exponent=0)
     with pytest.warns(RuntimeWarning, match=r"3 of 3 rows overflowed .* 2\*\*127; measured them again unscaled"):
         got = logit_gradient_norms(model, ids, targets, tokens, method=method, min_source=4, seed_exponent=127)
-    assert torch.equal(got.nan_to_num(-1.0), unscaled.nan_to_num(-1.0))
+    assert torch.equal(got.nan_to_num(-1.0), unscaled.nan_to_num(-1.0))  # bitwise: all rows redone as `unscaled` ran
 
 
 def test_a_broken_model_still_raises_with_a_scaled_seed():

@@ -88,6 +88,7 @@ def test_a_hard_kill_keeps_every_flushed_window(tiny_setup, tmp_path):
     resumed = run_profile(config, data_dir=tmp_path / "killed", progress=False)
     assert resumed.metadata["n_windows_resumed"] == flushed
     for name in reference.arrays:
+        # Bitwise: every window is the same kernel call alone, in either process (the child inherits the environment).
         np.testing.assert_array_equal(reference.arrays[name], resumed.arrays[name], err_msg=name)
 
 
