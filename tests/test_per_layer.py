@@ -124,7 +124,7 @@ def test_every_layer_matches_the_hook_reference(model, window, method, min_sourc
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_layer_zero_is_the_ordinary_row_bitwise(model, window, method):
+def test_layer_zero_is_the_ordinary_row(model, window, method):
     ids, tokens = window
     for min_source, skip in ((0, None), (11, True)):
         ordinary = logit_gradient_norms(model, ids, TARGETS, tokens, method=method, min_source=min_source,

@@ -147,7 +147,8 @@ def logit_gradient_norms(
         ``min_source``. With ``per_layer``, ``[T, n_layers, L]`` or ``[B, T, n_layers, L]``:
         entry ``l`` is ``|| d z[j, v] / d x_l[s] ||_2`` (logit per unit of hidden state) with
         ``x_l`` the hidden state entering block ``l``; ``x_0`` is the input embeddings, so
-        layer 0 equals the rows without ``per_layer`` bitwise.
+        layer 0 equals the rows without ``per_layer`` to rounding (bitwise only where the chunks and
+        the float path happen to be the same).
     """
     single = torch.as_tensor(input_ids).dim() == 1
     ids = _as_window_batch(input_ids, "input_ids")
