@@ -43,6 +43,9 @@ from typing import TYPE_CHECKING
 
 from green_profiles.runs.configuration import PRESETS, SAMPLERS, SELECTIONS, RunConfig
 
+# Each subcommand imports the modules it needs when it runs (deferred): torch, transformers, pandas and
+# datasets take seconds to import, and `--help`, `list` or `plan` should not wait for what they do not use.
+
 if TYPE_CHECKING:
     from green_profiles.analysis.profiles import ProfileRun
 
