@@ -161,7 +161,7 @@ def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
 
 
 def test_a_stored_run_is_served_by_its_settings_when_its_text_is_not_here(tiny_setup, tmp_path, monkeypatch):
-    import green_profiles.text as corpora
+    import green_profiles.runs.measurement as measurement  # reads load_corpus from green_profiles.text by name
 
     config = tiny_config(tiny_setup, n_windows=2)
     stored = run_profile(config, data_dir=tmp_path, progress=False)
@@ -169,7 +169,7 @@ def test_a_stored_run_is_served_by_its_settings_when_its_text_is_not_here(tiny_s
     def unavailable(*args, **kwargs):
         raise CorpusUnavailableError("the corpus is not here. Longer explanation")
 
-    monkeypatch.setattr(corpora, "load_corpus", unavailable)
+    monkeypatch.setattr(measurement, "load_corpus", unavailable)
     with pytest.warns(UserWarning, match=f"the corpus is not here; using stored run {stored.key}"):
         served = run_profile(config, data_dir=tmp_path, progress=False)
     assert served.key == stored.key
