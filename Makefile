@@ -13,11 +13,13 @@ SETTINGS_FILE := notebooks/settings.yml
 # DEPENDENCIES (written by `green-profiles experiments --make`, rewritten when a notebook or the package
 # changes) sets EXPERIMENTS from the registry and makes each executed notebook depend on the package modules
 # its code imports, directly or through other modules: editing a module re-executes only the notebooks that
-# run it. Goals that need no notebook do not read it (nor set up the environment to write it).
+# run it. Only the goals that execute notebooks read it (the others neither need it nor set up the
+# environment to write it; `make test` and `make rehearsal` execute them in a `make book` of their own).
 REGISTRY := src/green_profiles/runs/experiments.py
 DEPENDENCIES := book/experiments/.deps.mk
 PACKAGE := $(shell find src/green_profiles -name '*.py')
-ifneq ($(filter-out setup clean-venv clean-book browser,$(or $(MAKECMDGOALS),setup)),)
+EXECUTING := $(filter book notebook book/experiments/%,$(MAKECMDGOALS))
+ifneq ($(EXECUTING),)
 include $(DEPENDENCIES)
 endif
 EXECUTED := $(EXPERIMENTS:%=book/experiments/%.ipynb)
@@ -112,7 +114,7 @@ book/experiments/training_dynamics.ipynb book/experiments/model_sweep.ipynb: $(M
 # Rewritten only when SETTINGS changes, so switching settings re-executes the notebooks. Written while make
 # reads this file (for the goals that execute notebooks), not by a recipe: `make -n book` then lists only the
 # notebooks a build would execute (a recipe always run would count as a change and list them all).
-ifneq ($(filter book book/experiments/%.ipynb,$(MAKECMDGOALS)),)
+ifneq ($(filter-out notebook,$(EXECUTING)),)
 $(shell mkdir -p $(dir $(SETTINGS_STAMP)) && { echo "$(SETTINGS)" | cmp -s - $(SETTINGS_STAMP) || echo "$(SETTINGS)" > $(SETTINGS_STAMP); })
 endif
 $(SETTINGS_STAMP):

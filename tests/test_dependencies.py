@@ -75,3 +75,13 @@ def test_the_make_include_lists_the_experiments_and_their_prerequisites():
     assert f"EXPERIMENTS := {' '.join(EXPERIMENTS)}" in include.splitlines()
     assert "  src/green_profiles/report/figures.py \\" in include.splitlines()
     assert include.count("book/experiments/") == len(EXPERIMENTS) and "bundles.py" not in include
+
+
+def test_the_cli_names_the_experiments_and_writes_the_include(capsys, monkeypatch):
+    from green_profiles.cli import main
+
+    monkeypatch.chdir(ROOT / "notebooks")  # the project root is found from any directory inside it
+    assert main(["experiments"]) == 0
+    assert capsys.readouterr().out.split() == list(EXPERIMENTS)
+    assert main(["experiments", "--make"]) == 0
+    assert capsys.readouterr().out == make_include(ROOT, EXPERIMENTS) + "\n"
