@@ -36,7 +36,7 @@ PREPARE ?= data
 # The rehearsal's own data directory (its runs and the authors' file built from stand-in text) and hub cache.
 REHEARSAL := $(CURDIR)/data/rehearsal
 
-.PHONY: setup data models test browser bench book plan rehearsal notebook screenshots clean-venv clean-book
+.PHONY: setup data models test browser bench book plan rehearsal notebook screenshots clean-venv clean-book FORCE
 
 setup: $(INSTALLED)
 
@@ -111,15 +111,14 @@ $(DEPENDENCIES): $(wildcard notebooks/*.ipynb) $(PACKAGE) | $(INSTALLED)
 # The notebooks that measure the models trained here (model_sweep: our largest one at the default settings).
 book/experiments/training_dynamics.ipynb book/experiments/model_sweep.ipynb: $(MODELS_STAMP)
 
-# Rewritten only when SETTINGS changes, so switching settings re-executes the notebooks. Written while make
-# reads this file (for the goals that execute notebooks), not by a recipe: `make -n book` then lists only the
-# notebooks a build would execute (a recipe always run would count as a change and list them all).
-ifneq ($(filter-out notebook,$(EXECUTING)),)
-$(shell mkdir -p $(dir $(SETTINGS_STAMP)) && { echo "$(SETTINGS)" | cmp -s - $(SETTINGS_STAMP) || echo "$(SETTINGS)" > $(SETTINGS_STAMP); })
-endif
-$(SETTINGS_STAMP):
+# Rewritten only when SETTINGS changes, so switching settings re-executes the notebooks. Its rule exists only
+# then: with the same settings the stamp is an up-to-date file, so `make -n book` lists only the notebooks a
+# build would execute (a recipe run every time would count as a change under -n and list them all).
+ifneq ($(shell cat $(SETTINGS_STAMP) 2> /dev/null),$(SETTINGS))
+$(SETTINGS_STAMP): FORCE
 	@mkdir -p $(@D)
 	@echo "$(SETTINGS)" > $@
+endif
 
 # Every run the settings' notebooks will measure, before measuring anything: stored or not, whether the
 # model and text are here, and an estimated kernel time on this machine (JSON lines: plan > plan.jsonl).
