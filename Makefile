@@ -8,11 +8,22 @@ INSTALLED := $(VENV)/.installed
 # Named settings of the book (notebooks/settings.yml): smoke, default, full or paper.
 # (PROFILE=... is still understood, the name these had before.)
 SETTINGS ?= $(or $(PROFILE),default)
-NOTEBOOKS := coherent_text shuffled_tokens random_init model_sweep text_statistics
-NOTEBOOKS += depth training_dynamics
-EXECUTED := $(NOTEBOOKS:%=book/experiments/%.ipynb)
-SETTINGS_STAMP := book/experiments/.settings
+SETTINGS_FILE := notebooks/settings.yml
+# The experiments, each one notebook and one entry of the registry (src/green_profiles/runs/experiments.py).
+# DEPENDENCIES (written by `green-profiles experiments --make`, rewritten when a notebook or the package
+# changes) sets EXPERIMENTS from the registry and makes each executed notebook depend on the package modules
+# its code imports, directly or through other modules: editing a module re-executes only the notebooks that
+# run it. Only the goals that execute notebooks read it (the others neither need it nor set up the
+# environment to write it; `make test` and `make rehearsal` execute them in a `make book` of their own).
+REGISTRY := src/green_profiles/runs/experiments.py
+DEPENDENCIES := book/experiments/.deps.mk
 PACKAGE := $(shell find src/green_profiles -name '*.py')
+EXECUTING := $(filter book notebook book/experiments/%,$(MAKECMDGOALS))
+ifneq ($(EXECUTING),)
+include $(DEPENDENCIES)
+endif
+EXECUTED := $(EXPERIMENTS:%=book/experiments/%.ipynb)
+SETTINGS_STAMP := book/experiments/.settings
 # Notebooks run with their own working directory; the data directory must not depend on it.
 export GREEN_PROFILES_DATA ?= $(CURDIR)/data
 # Processes per run for `make book NPROC=4`: a run the notebooks need that is not stored yet is measured by a
@@ -54,7 +65,7 @@ TRAINING_CODE := src/green_profiles/models/training.py src/green_profiles/models
 	src/green_profiles/models/tokenizer.py src/green_profiles/text/splits.py
 MODELS_STAMP = $(GREEN_PROFILES_DATA)/models/.trained-$(SETTINGS)
 models: $(MODELS_STAMP)
-$(MODELS_STAMP): $(TRAINING_CODE) notebooks/settings.yml | $(INSTALLED) $(PREPARE)
+$(MODELS_STAMP): $(TRAINING_CODE) $(SETTINGS_FILE) | $(INSTALLED) $(PREPARE)
 	$(PY) -m green_profiles train --settings $(SETTINGS)
 	@touch $@
 
@@ -87,17 +98,27 @@ book: $(EXECUTED)
 	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
 	@echo "The book ($(SETTINGS) settings): file://$(CURDIR)/_build/html/index.html"
 
-book/experiments/%.ipynb: notebooks/%.ipynb notebooks/settings.yml $(SETTINGS_STAMP) $(PACKAGE) | $(PREPARE)
+# Each executed notebook: from its notebook, the settings, the registry, and (DEPENDENCIES) the package
+# modules it runs.
+book/experiments/%.ipynb: notebooks/%.ipynb $(SETTINGS_FILE) $(REGISTRY) $(SETTINGS_STAMP) | $(PREPARE)
 	@echo "== executing $* ($(SETTINGS) settings)"
 	$(PY) -m green_profiles notebook $* --settings $(SETTINGS)
+
+$(DEPENDENCIES): $(wildcard notebooks/*.ipynb) $(PACKAGE) | $(INSTALLED)
+	@mkdir -p $(@D)
+	$(PY) -m green_profiles experiments --make > $@.tmp && mv $@.tmp $@
 
 # The notebooks that measure the models trained here (model_sweep: our largest one at the default settings).
 book/experiments/training_dynamics.ipynb book/experiments/model_sweep.ipynb: $(MODELS_STAMP)
 
-# Rewritten only when SETTINGS changes, so switching settings re-executes the notebooks.
+# Rewritten only when SETTINGS changes, so switching settings re-executes the notebooks. Its rule exists only
+# then: with the same settings the stamp is an up-to-date file, so `make -n book` lists only the notebooks a
+# build would execute (a recipe run every time would count as a change under -n and list them all).
+ifneq ($(shell cat $(SETTINGS_STAMP) 2> /dev/null),$(SETTINGS))
 $(SETTINGS_STAMP): FORCE
 	@mkdir -p $(@D)
-	@echo "$(SETTINGS)" | cmp -s - $@ || echo "$(SETTINGS)" > $@
+	@echo "$(SETTINGS)" > $@
+endif
 
 # Every run the settings' notebooks will measure, before measuring anything: stored or not, whether the
 # model and text are here, and an estimated kernel time on this machine (JSON lines: plan > plan.jsonl).
@@ -129,7 +150,7 @@ rehearsal: $(INSTALLED) | data
 # One experiment with changed parameters, then the HTML:
 #   make notebook NB=coherent_text PARAMS="-p seq_len 1024 -p n_windows 32"
 notebook: $(INSTALLED)
-	@test -n "$(NB)" || { echo "usage: make notebook NB=<$(NOTEBOOKS)> PARAMS='-p name value ...'"; exit 2; }
+	@test -n "$(NB)" || { echo "usage: make notebook NB=<$(EXPERIMENTS)> PARAMS='-p name value ...'"; exit 2; }
 	$(PY) -m green_profiles notebook $(NB) --settings $(SETTINGS) $(PARAMS)
 	$(PY) -m green_profiles list --markdown > book/experiments/runs.md
 	$(VENV)/bin/jupyter-book build . --all --builder html -W --keep-going --quiet
@@ -143,7 +164,7 @@ screenshots: $(INSTALLED) browser
 	@ls _build/screenshots/*.png
 
 clean-book:
-	rm -rf _build $(EXECUTED) $(SETTINGS_STAMP)
+	rm -rf _build book/experiments/*.ipynb $(SETTINGS_STAMP) $(DEPENDENCIES)
 
 clean-venv:
 	rm -rf $(VENV)

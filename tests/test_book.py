@@ -1,7 +1,10 @@
-"""Settings profiles and parameter checks of the notebook runner (the execution itself runs in `make test`'s smoke book)."""
+"""Settings profiles and parameter checks of the notebook runner (the execution itself runs in `make test`'s smoke book);
+the experiments' registry against the notebooks, the settings and the table of contents."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import papermill
@@ -19,11 +22,17 @@ from green_profiles.report.book import (
 )
 from green_profiles.runs.configuration import RunConfig
 from green_profiles.report.execution import execute_notebook
-from green_profiles.runs.experiments import settings_parameters
+from green_profiles.runs.experiments import (
+    EXPERIMENTS,
+    SHARED_PARAMETERS,
+    experiment_parameters,
+    project_root,
+    settings_parameters,
+    settings_path,
+)
 
-NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "depth",
-             "training_dynamics")
-SETTINGS = Path("notebooks/settings.yml")
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ROOT / "notebooks" / "settings.yml"
 
 
 def test_settings_merge_shared_and_notebook_sections():
@@ -34,18 +43,79 @@ def test_settings_merge_shared_and_notebook_sections():
     assert "hook_windows" not in settings_parameters("coherent_text", "smoke")
 
 
-def test_every_setting_is_a_declared_notebook_parameter():
+def test_every_setting_is_a_declared_parameter():
     named = yaml.safe_load(SETTINGS.read_text())
-    declared = {name: set(papermill.inspect_notebook(f"notebooks/{name}.ipynb")) for name in NOTEBOOKS}
+    declared = {name: set(experiment.defaults()) for name, experiment in EXPERIMENTS.items()}
     anywhere = set().union(*declared.values())
     for name, sections in named.items():
         for section, settings in sections.items():
-            # A shared setting reaches the notebooks that declare it; a notebook's own must all be declared.
+            # A shared setting reaches the experiments that declare it; an experiment's own must all be declared.
             known = anywhere if section == "all" else declared[section]
             assert set(settings) <= known, f"{name}/{section}: {set(settings) - known} are not parameters"
     assert set(declared["coherent_text"]) >= {"seq_len", "n_windows", "target_stride", "source_min_index",
                                               "distances", "dtype", "device", "seed", "models", "corpora",
                                               "published", "targets_per_window", "sampler", "split"}
+    assert all(set(SHARED_PARAMETERS) <= names for names in declared.values())
+
+
+def test_the_registry_lists_every_notebook_and_the_books_experiment_pages():
+    """One notebook per experiment and one experiment per notebook; the table of contents shows them all in the
+    registry's order; each notebook's parameters cell holds only what papermill sets, and the notebook takes
+    its parameters and its runs from the registry."""
+    assert sorted(EXPERIMENTS) == sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]
+             if chapter["file"].startswith("book/experiments/")]
+    assert pages == [f"book/experiments/{name}" for name in EXPERIMENTS]
+    for name in EXPERIMENTS:
+        path = ROOT / "notebooks" / f"{name}.ipynb"
+        assert set(papermill.inspect_notebook(str(path))) == {"settings", "overrides", "settings_file"}
+        code = "\n".join("".join(cell["source"]) for cell in json.loads(path.read_text())["cells"]
+                         if cell["cell_type"] == "code")
+        assert f'experiment_parameters("{name}", settings, overrides, settings_file=settings_file)' in code
+        assert f'notebook_runs("{name}", parameters)' in code
+
+
+def test_parameters_are_defaults_then_settings_then_overrides():
+    assert experiment_parameters("random_init", "default") == EXPERIMENTS["random_init"].defaults() | {
+        "seq_len": 512, "n_windows": 16, "target_stride": 8, "n_boot": 200}
+    smoke = experiment_parameters("random_init", "smoke", {"seq_len": 256})
+    assert (smoke["seq_len"], smoke["n_windows"], smoke["hook_windows"], smoke["corpus"]) == (256, 6, 2, "gutenberg")
+    # `all` gives an experiment only the parameters it declares.
+    assert "models" not in experiment_parameters("training_dynamics", "paper")
+    # A fresh copy each time: a notebook changing a list changes no default.
+    experiment_parameters("coherent_text", "default")["models"].append("x")
+    assert EXPERIMENTS["coherent_text"].defaults()["models"] == ["smollm2-135m"]
+    with pytest.raises(ValueError, match="coherent_text has no parameter window_length"):
+        experiment_parameters("coherent_text", "default", {"window_length": 1024})
+    with pytest.raises(ValueError, match="unknown notebook 'nothing'"):
+        experiment_parameters("nothing", "default")
+
+
+def test_the_settings_are_found_from_the_project_root_wherever_the_command_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT / "book")
+    assert project_root() == ROOT and settings_path() == SETTINGS
+    monkeypatch.chdir(tmp_path)  # outside the project: the checkout the package is loaded from
+    assert project_root() == ROOT
+    other = tmp_path / "other"
+    (other / "notebooks").mkdir(parents=True)
+    (other / "notebooks" / "settings.yml").write_text("mine: {all: {seq_len: 64}}\n")
+    (other / "_toc.yml").write_text("")
+    monkeypatch.chdir(other / "notebooks")
+    assert project_root() == other
+    assert experiment_parameters("depth", "mine")["seq_len"] == 64
+    assert experiment_parameters("depth", "smoke", settings_file=SETTINGS)["n_windows"] == 2
+    with pytest.raises(FileNotFoundError, match="no settings file"):
+        settings_path(tmp_path / "missing.yml")
+
+
+def test_no_project_root_is_an_error_naming_where_it_looked(tmp_path, monkeypatch):
+    import green_profiles.runs.experiments as experiments
+
+    monkeypatch.setattr(experiments, "_CHECKOUT", tmp_path / "installed")
+    searched = f"searched {tmp_path} and its parents, and {tmp_path / 'installed'}"
+    with pytest.raises(FileNotFoundError, match=re.escape(searched)):
+        project_root(tmp_path)
 
 
 def test_unknown_settings_and_parameter_are_refused(tmp_path):
@@ -53,8 +123,12 @@ def test_unknown_settings_and_parameter_are_refused(tmp_path):
         settings_parameters("coherent_text", "fast")
     with pytest.raises(ValueError, match="has no parameter window_length"):
         execute_notebook("coherent_text", overrides={"window_length": 1024}, output_dir=tmp_path)
-    with pytest.raises(ValueError, match="no notebook"):
+    with pytest.raises(ValueError, match="unknown notebook 'nonexistent'"):
         execute_notebook("nonexistent", output_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown settings 'fast'"):
+        execute_notebook("coherent_text", settings="fast", output_dir=tmp_path)
+    with pytest.raises(ValueError, match="no notebook .*depth.ipynb"):
+        execute_notebook("depth", source_dir=tmp_path, output_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 

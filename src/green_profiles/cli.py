@@ -6,6 +6,7 @@
     green-profiles show 3f1c0a9e2b7d4c55
     green-profiles notebook coherent_text --settings smoke -p seq_len 256
     green-profiles plan --settings paper > paper-plan.jsonl
+    green-profiles experiments
     green-profiles prepare
     green-profiles train --settings default
     green-profiles export --all --model pythia-70m -o published/pythia-70m.tar.gz
@@ -13,6 +14,10 @@
 
 ``plan`` lists, before anything is measured, every run the named settings'
 notebooks will measure (JSON lines when piped, a table on a terminal).
+``experiments`` names the experiments (:mod:`green_profiles.runs.experiments`), one a line; with
+``--make``, the make include that lists them and the package modules each notebook imports.
+Named settings are read from ``notebooks/settings.yml`` of the project root (found from the
+working directory up, else the checkout the package is loaded from) or from ``--settings-file``.
 ``run`` loads the run from the store when it was measured before with the same
 settings, text, weights, tokenizer and code (instantly), otherwise measures it
 with a progress bar; then it prints the median profile, the three fits and the
@@ -132,9 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_show)
 
     notebook = commands.add_parser("notebook", help="execute one experiment notebook into the book (papermill)")
-    notebook.add_argument("name", help="notebook name, e.g. coherent_text")
+    notebook.add_argument("name", help="the experiment's (its notebook's) name, e.g. coherent_text")
     notebook.add_argument("--settings", "--profile", dest="settings", default="default",
                           help="named settings in notebooks/settings.yml (--profile: the name they had before)")
+    _add_settings_file(notebook)
     notebook.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                           help="override a parameter (VALUE is read as YAML: 1024, [gutenberg], null)")
     notebook.add_argument("--quiet", action="store_true", help="do not relay the notebook's output")
@@ -144,11 +150,18 @@ def _parser() -> argparse.ArgumentParser:
                                             "(a dry run: nothing is measured)")
     plan.add_argument("--settings", "--profile", dest="settings", default="default",
                       help="named settings in notebooks/settings.yml (default: default)")
+    _add_settings_file(plan)
     plan.add_argument("--device", default="auto", help="the device to estimate kernel times for (default auto)")
     output = plan.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="JSON lines (the default when stdout is not a terminal)")
     output.add_argument("--table", action="store_true", help="a table (the default on a terminal)")
     plan.set_defaults(handler=_plan)
+
+    experiments = commands.add_parser("experiments", help="the experiments (one notebook each), one name a line")
+    experiments.add_argument("--make", action="store_true",
+                             help="a make include instead: EXPERIMENTS, and each executed notebook's prerequisites "
+                                  "(the package modules its code imports, directly or through other modules)")
+    experiments.set_defaults(handler=_experiments)
 
     prepare = commands.add_parser("prepare", help="fetch and prepare the offline default's corpora and SmolLM2 "
                                                   "(`make data`), then count their tokens")
@@ -159,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     chosen.add_argument("--settings", default="default",
                         help="named settings: trains the family their training_dynamics experiment measures")
     chosen.add_argument("--family", help="train this family instead (e.g. gutenberg-neox, smoke-neox)")
+    _add_settings_file(train)
     train.add_argument("--device", default="auto")
     train.set_defaults(handler=_train)
 
@@ -167,6 +181,11 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_list)
     _add_bundle_commands(commands)
     return parser
+
+
+def _add_settings_file(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--settings-file", type=Path, default=None, metavar="FILE",
+                         help="the file of named settings (default: notebooks/settings.yml of the project root)")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -242,7 +261,8 @@ def _notebook(args: argparse.Namespace) -> int:
     from green_profiles.report.execution import execute_notebook
 
     overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
-    path = execute_notebook(args.name, settings=args.settings, overrides=overrides, log_output=not args.quiet)
+    path = execute_notebook(args.name, settings=args.settings, overrides=overrides, settings_file=args.settings_file,
+                            log_output=not args.quiet)
     print(f"executed {args.name} ({args.settings} settings) -> {path}")
     return 0
 
@@ -254,7 +274,8 @@ def _plan(args: argparse.Namespace) -> int:
 
     records = []
     as_json = args.json or (not args.table and not sys.stdout.isatty())
-    for record in describe_plan(settings_plan(args.settings), data_dir=args.data_dir, device=args.device):
+    plan = settings_plan(args.settings, settings_file=args.settings_file)
+    for record in describe_plan(plan, data_dir=args.data_dir, device=args.device):
         records.append(record)
         if as_json:
             print(json.dumps(record), flush=True)
@@ -273,6 +294,14 @@ def _plan(args: argparse.Namespace) -> int:
         return 0
     print(_plan_table(records))
     print(total)
+    return 0
+
+
+def _experiments(args: argparse.Namespace) -> int:
+    from green_profiles.report.dependencies import make_include
+    from green_profiles.runs.experiments import EXPERIMENTS, project_root
+
+    print(make_include(project_root(), EXPERIMENTS) if args.make else "\n".join(EXPERIMENTS))
     return 0
 
 
@@ -322,9 +351,10 @@ def _prepare(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from green_profiles.models.families import FAMILIES
     from green_profiles.models.training import train_and_report
-    from green_profiles.runs.experiments import notebook_parameters
+    from green_profiles.runs.experiments import experiment_parameters
 
-    family = args.family or notebook_parameters("training_dynamics", args.settings)["family"]
+    family = args.family or experiment_parameters("training_dynamics", args.settings,
+                                                  settings_file=args.settings_file)["family"]
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; families: {', '.join(sorted(FAMILIES))}")
     return train_and_report(family, data_dir=args.data_dir, device=args.device)

@@ -1,201 +1,31 @@
-"""Which runs each experiment notebook measures, from its parameters alone.
+"""Every run named settings measure, before anything is measured: ``green-profiles plan``.
 
-A notebook's parameters (its ``parameters`` cell, merged with named settings) decide
-its runs; :func:`notebook_runs` turns them into run configurations, one per role
-the notebook gives a run (``(model, corpus)``, ``(model, corpus, shuffle)``, ...).
-The notebooks measure exactly what it returns, and ``green-profiles plan``
-(:func:`settings_plan`, :func:`describe_plan`) lists the same configurations before
-anything is measured, so the two cannot disagree.
-
-Run settings come from the notebook's own parameters (``seq_len``, ``n_windows``,
-``target_stride``, ...), or, with ``published = True``, from the paper's published
-run of each model's family (:func:`~green_profiles.runs.configuration.published_run`:
-``L``, targets, buffer, distance grid, window sampler and seed), so that one
-notebook measures Pythia at ``L = 2048`` and Qwen2.5 at ``L = 4096`` side by side.
-``n_windows``, ``dtype``, ``revision`` and ``split`` always come from the
-parameters; ``targets_per_window`` (normally ``None``) thins the published targets
-to that many evenly spaced ones, for rehearsals on a CPU.
+Each experiment's runs come from its parameters alone
+(:func:`green_profiles.runs.experiments.notebook_runs`: the registry says which runs each
+experiment measures, one per role it gives a run). The notebooks measure exactly what it
+returns, and :func:`settings_plan` collects the same configurations over all experiments, so
+the two cannot disagree; :func:`describe_plan` says, for each, whether it is stored, whether
+its model and text are on this machine, and an estimated kernel time here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from green_profiles.runs.configuration import RunConfig, published_run
+from green_profiles.runs.configuration import RunConfig
 from green_profiles.files import hub
 from green_profiles.kernel.precision import check_dtype_for_device, device_description, resolve_device, resolve_dtype
-from green_profiles.models.families import FAMILIES, planned_steps
 from green_profiles.models.loading import ModelUnavailableError, checkpoint_dtype, model_location
 from green_profiles.runs import costs
-from green_profiles.runs.experiments import SETTINGS_FILE, notebook_parameters
+from green_profiles.runs.experiments import EXPERIMENTS, experiment_parameters, notebook_runs, settings_path
 from green_profiles.runs.provenance import Provenance, RESULTS_VERSION, model_fingerprint, run_key, settings_key
 from green_profiles.runs.store import runs_directory, stored_metadata
 from green_profiles.text import CorpusUnavailableError, HUB_CORPORA, corpus_checksum, load_corpus
-
-NOTEBOOKS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "depth",
-             "training_dynamics")
-# What a published run fixes; everything else of a run comes from the notebook's parameters.
-_PUBLISHED_FIELDS = ("seq_len", "target_min", "target_max", "target_stride", "source_min_index", "distances",
-                     "sampler", "seed")
-_ALWAYS_FROM_PARAMETERS = ("n_windows", "dtype", "revision", "split")
-
-Role = tuple[str, ...]
-
-
-def base_config(parameters: Mapping[str, Any]) -> RunConfig:
-    """The run settings named by a notebook's parameters (names that are :class:`RunConfig` fields;
-    anything else, e.g. ``n_boot`` or the notebook's other globals, is ignored)."""
-    fields = {field.name for field in dataclasses.fields(RunConfig)}
-    settings = {name: parameters[name] for name in fields if name in parameters}
-    if settings.get("distances") is not None:
-        settings["distances"] = tuple(int(r) for r in settings["distances"])
-    return RunConfig(**settings)
-
-
-def run_settings(parameters: Mapping[str, Any]) -> Callable[..., RunConfig]:
-    """``settings(model, **changes)``: the configuration of one run of ``model`` under the parameters.
-
-    Without ``published`` it is the parameters' settings with the model and the
-    changes; with it, the published run of the model's family, with ``n_windows``,
-    ``dtype``, ``revision`` and ``split`` from the parameters and the targets thinned
-    to ``targets_per_window`` when that is set.
-    """
-    base = base_config(parameters)
-    published = bool(parameters.get("published", False))
-    per_window = parameters.get("targets_per_window")
-
-    def settings(model: str, **changes: Any) -> RunConfig:
-        if not published:
-            return dataclasses.replace(base, model=model, **changes)
-        paper = published_run(model)
-        config = dataclasses.replace(
-            base, model=model, **{name: getattr(paper, name) for name in _PUBLISHED_FIELDS})
-        if per_window is not None:
-            config = _thin_targets(config, int(per_window))
-        return dataclasses.replace(config, **changes)
-
-    return settings
-
-
-def _thin_targets(config: RunConfig, count: int) -> RunConfig:
-    """Every k-th target of the range, so that at most ``count`` remain (the first one kept)."""
-    if count < 1:
-        raise ValueError(f"targets_per_window must be positive, got {count}")
-    resolved = config.resolved()
-    every = -(-len(resolved.targets) // count)
-    return dataclasses.replace(config, target_stride=every * resolved.target_stride)
-
-
-def notebook_runs(notebook: str, parameters: Mapping[str, Any]) -> dict[Role, RunConfig]:
-    """The runs ``notebook`` measures under ``parameters``, by role.
-
-    Roles:
-        ``coherent_text``: ``(model, corpus)`` for every model and corpus; with ``shading_windows > 0``,
-            also the runs shown as shaded text (:mod:`green_profiles.report.shading`), on the first model and
-            corpus with ``shading_windows`` windows and ``full_rows``: ``(model, corpus, "shading", condition)``
-            for condition ``"trained"``, ``"random init"`` (the ``@random`` twin) and ``"shuffled"`` (the
-            trained model on the window-shuffled text), the same seed and settings otherwise, so the
-            same windows.
-        ``shuffled_tokens``: ``(model, corpus, shuffle)`` with shuffle ``"none"`` and each of ``shuffle_modes``.
-        ``random_init``: ``(model, "trained")``, ``(model, "random init")`` on ``corpus``, and the dense
-            unbuffered runs of the left-boundary figure, ``(model, "hook", "coherent")`` and
-            ``(model, "hook", "random init")`` (``hook_windows`` windows, one target at ``L - 1``,
-            every distance).
-        ``model_sweep``: ``(model, corpus)`` for every model and corpus.
-        ``text_statistics``: the runs of ``coherent_text`` (the model's exponent, set next to the text's).
-        ``depth``: ``(model, "trained")`` and ``(model, "random init")`` on ``corpus``, measured
-            ``per_layer`` (the same windows and settings as ``random_init``'s, with every block's input).
-        ``training_dynamics``: ``(model, "step<N>")`` for every size of ``family`` (or ``sizes``) and every
-            checkpoint step, on ``corpus`` (the held-out text) with the notebook's own settings even when
-            ``published`` (the family's context is short), ``(model, "random init")`` for each size's
-            ``@random`` twin; and ``(model, "step<N>")`` for each of ``pythia_models`` at each of
-            ``pythia_steps`` (hub revisions) on ``pythia_corpus``, at the published settings when ``published``.
-
-    Raises:
-        ValueError: an unknown notebook, or parameters the notebook needs that are missing.
-    """
-    settings = run_settings(parameters)
-
-    def needed(name: str) -> Any:
-        if name not in parameters:
-            raise ValueError(f"{notebook} needs the parameter {name!r}")
-        return parameters[name]
-
-    if notebook in ("coherent_text", "model_sweep", "text_statistics"):
-        runs = {(model, corpus): settings(model, corpus=corpus)
-                for model in needed("models") for corpus in needed("corpora")}
-        if notebook == "coherent_text" and int(parameters.get("shading_windows") or 0) > 0:
-            runs |= _shading_runs(settings, needed("models")[0], needed("corpora")[0],
-                                  int(parameters["shading_windows"]))
-        return runs
-    if notebook == "shuffled_tokens":
-        modes = ["none", *needed("shuffle_modes")]
-        return {(model, corpus, mode): settings(model, corpus=corpus, shuffle=mode)
-                for model in needed("models") for corpus in needed("corpora") for mode in modes}
-    if notebook == "random_init":
-        corpus, hook_windows = needed("corpus"), int(needed("hook_windows"))
-        runs: dict[Role, RunConfig] = {}
-        for model in needed("models"):
-            trained = settings(model, corpus=corpus)
-            runs[(model, "trained")] = trained
-            runs[(model, "random init")] = dataclasses.replace(trained, model=f"{model}@random")
-        for model in needed("models"):
-            trained = runs[(model, "trained")]
-            last = trained.resolved().seq_len - 1
-            dense = dataclasses.replace(trained, n_windows=hook_windows, target_min=last, target_max=last,
-                                        target_stride=1, source_min_index=0, distances=tuple(range(last + 1)))
-            runs[(model, "hook", "coherent")] = dense
-            runs[(model, "hook", "random init")] = dataclasses.replace(dense, model=f"{model}@random")
-        return runs
-    if notebook == "training_dynamics":
-        return _training_runs(parameters, settings, needed)
-    if notebook == "depth":
-        corpus = needed("corpus")
-        runs = {}
-        for model in needed("models"):
-            trained = settings(model, corpus=corpus, per_layer=True)
-            runs[(model, "trained")] = trained
-            runs[(model, "random init")] = dataclasses.replace(trained, model=f"{model}@random")
-        return runs
-    raise ValueError(f"unknown notebook {notebook!r}: use one of {', '.join(NOTEBOOKS)}")
-
-
-def _shading_runs(settings: Callable[..., RunConfig], model: str, corpus: str,
-                  n_windows: int) -> dict[Role, RunConfig]:
-    """The three runs of ``coherent_text``'s shaded sentences (see :func:`notebook_runs`)."""
-    trained = settings(model, corpus=corpus, n_windows=n_windows, full_rows=True)
-    return {(model, corpus, "shading", "trained"): trained,
-            (model, corpus, "shading", "random init"): dataclasses.replace(trained, model=f"{model}@random"),
-            (model, corpus, "shading", "shuffled"): dataclasses.replace(trained, shuffle="window")}
-
-
-def _training_runs(parameters: Mapping[str, Any], settings: Callable[..., RunConfig],
-                   needed: Callable[[str], Any]) -> dict[Role, RunConfig]:
-    """The runs of ``training_dynamics`` (see :func:`notebook_runs`): the checkpoint steps are those the
-    family's finished training recorded, else those training it here would write."""
-    name = needed("family")
-    if name not in FAMILIES:
-        raise ValueError(f"unknown family {name!r}: use one of {', '.join(FAMILIES)}")
-    family = FAMILIES[name]
-    base = dataclasses.replace(base_config(parameters), corpus=needed("corpus"), revision=None)
-    device = resolve_device(parameters.get("device", "auto"))
-    runs: dict[Role, RunConfig] = {}
-    for size in parameters.get("sizes") or [size.name for size in family.sizes]:
-        family.size(size)
-        model = f"{family.name}-{size}"
-        for step in planned_steps(family, size, device):
-            runs[(model, f"step{step}")] = dataclasses.replace(base, model=model, revision=f"step{step}")
-        runs[(model, "random init")] = dataclasses.replace(base, model=f"{model}@random")
-    for model in parameters.get("pythia_models") or []:
-        for step in needed("pythia_steps"):
-            runs[(model, f"step{step}")] = settings(model, corpus=needed("pythia_corpus"), revision=f"step{step}")
-    return runs
 
 
 @dataclass(frozen=True)
@@ -212,14 +42,15 @@ class PlannedRun:
         return resolved.n_windows * len(resolved.targets)
 
 
-def settings_plan(settings: str, *, notebooks: Sequence[str] = NOTEBOOKS, source_dir: Path = Path("notebooks"),
-                  settings_file: Path | None = None) -> list[PlannedRun]:
-    """Every distinct run the named settings measure across ``notebooks``, in the order they are first
-    asked for (a run several notebooks share, e.g. coherent text in the shuffled notebook, appears once)."""
+def settings_plan(settings: str, *, notebooks: Sequence[str] | None = None,
+                  settings_file: Path | str | None = None) -> list[PlannedRun]:
+    """Every distinct run the named settings measure across ``notebooks`` (default: every experiment),
+    in the order they are first asked for (a run several notebooks share, e.g. coherent text in the
+    shuffled notebook, appears once)."""
+    path = settings_path(settings_file)
     asked: dict[RunConfig, list[str]] = {}
-    for notebook in notebooks:
-        parameters = notebook_parameters(notebook, settings, source_dir=source_dir,
-                                         settings_file=settings_file or SETTINGS_FILE)
+    for notebook in EXPERIMENTS if notebooks is None else notebooks:
+        parameters = experiment_parameters(notebook, settings, settings_file=path)
         for config in notebook_runs(notebook, parameters).values():
             users = asked.setdefault(config.resolved(), [])
             if notebook not in users:
