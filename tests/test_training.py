@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS
+from support import WORDS
 from safetensors.torch import load_file
 
 from green_profiles.text import Document, split_documents
