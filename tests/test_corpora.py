@@ -347,13 +347,13 @@ def test_unknown_corpus_names_the_valid_ones() -> None:
         load_corpus("wikitext")
 
 
-def test_token_counts_with_smollm2(gutenberg: list[Document], wikipedia: list[Document]) -> None:
+def test_token_counts_with_smollm2(gutenberg: list[Document], wikipedia: list[Document], data_dir: Path) -> None:
     """Tokens per corpus with the real SmolLM2 tokenizer (printed; run with -s to see them)."""
     from transformers import AutoTokenizer
 
     from green_profiles.models.loading import smollm2_directory
 
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_directory())
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_directory(data_dir))
     lengths = {}
     for name, documents in (("gutenberg", gutenberg), ("wikipedia", wikipedia)):
         token_docs = tokenize_documents(documents, tokenizer)
