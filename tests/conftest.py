@@ -1,14 +1,19 @@
-"""Small randomly initialized causal LMs of the three architectures the project measures, and a tiny
-model directory with a word-level tokenizer and corpus for runs through the store.
+"""The fixtures shared by the test files: small randomly initialized causal LMs of the three architectures
+the project measures; a tiny model directory with a word-level tokenizer and corpus for runs through the
+store, and a session store of tiny runs measured once; and a data directory of the session's own for
+the offline corpora and the converted SmolLM2. Helpers and constants are in ``support.py``.
 
 A trained model adds nothing to checks of exactness or of the store: the kernel
 must agree with plain autograd, and the store must keep runs apart, whatever the weights are.
+No test writes into the repository's ``data/`` (nor ``$GREEN_PROFILES_DATA``): what is prepared or
+measured goes to pytest's temporary directories.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +30,11 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from green_profiles.runs.configuration import RunConfig
+from green_profiles.analysis.profiles import ProfileRun
+from support import CONTEXT, TINY_CONTEXT, VOCAB, WORDS, TinyStore
+from support import tiny_config  # noqa: F401 - test_plans.py still imports it from here; new code: support
 
-VOCAB = 97
-CONTEXT = 96
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -69,11 +75,6 @@ def tiny_llama() -> torch.nn.Module:
 
 # --- a tiny model directory and corpus for runs through the store ---------------------------------
 
-TINY_CONTEXT = 64
-WORDS = ("the sea whale ship captain deck storm wind sail night day sun moon star island harbour rope "
-         "mast crew voyage water wave boat anchor coast rock cloud rain bird fish man woman letter house").split()
-
-
 @pytest.fixture(scope="session")
 def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(model directory, corpus file): a word-level tokenizer and a 2-layer Llama over its vocabulary."""
@@ -97,9 +98,54 @@ def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return model_dir, corpus
 
 
-def tiny_config(tiny_setup: tuple[Path, Path], **changes) -> RunConfig:
-    """A small run of the tiny model on the tiny corpus (5 windows x 3 targets); ``changes`` override fields."""
-    model_dir, corpus = tiny_setup
-    config = RunConfig(model=str(model_dir), corpus=str(corpus), seq_len=48, n_windows=5, target_min=36,
-                       target_max=47, target_stride=4, source_min_index=8, distances=(0, 1, 2, 4, 8, 16, 28, 32))
-    return dataclasses.replace(config, **changes)
+@pytest.fixture(scope="session")
+def tiny_store(tiny_setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> TinyStore:
+    """The tiny runs of ``support.TINY_RUNS`` in one store, each measured once per session when first asked
+    for: ``tiny_store.run("plain")``. For tests that only read a run; a test that damages, lists or adds
+    runs takes its own copy (``tiny_store.copy(tmp_path, "plain")``) or measures in a store of its own."""
+    return TinyStore(tmp_path_factory.mktemp("tiny-store"), tiny_setup)
+
+
+@pytest.fixture
+def run_flag() -> str:
+    """The flag of the second run of ``plain_and_flagged``: a test module using that fixture overrides this
+    fixture with its own, returning ``"per_layer"`` or ``"full_rows"``."""
+    pytest.fail("plain_and_flagged needs a run_flag fixture in the test module")
+
+
+@pytest.fixture
+def plain_and_flagged(tiny_store: TinyStore, run_flag: str) -> tuple[ProfileRun, ProfileRun]:
+    """(the plain tiny run, the same run measured with ``run_flag``) from the session store: both measured
+    once per session, read afresh for each test."""
+    return tiny_store.run("plain"), tiny_store.run(run_flag)
+
+
+# --- a data directory of the session's own for the offline corpora and the converted SmolLM2 ----------
+
+
+def _real_data_dir() -> Path:
+    return Path(os.environ.get("GREEN_PROFILES_DATA", REPO / "data"))
+
+
+@pytest.fixture(scope="session")
+def session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory for the tests that prepare the offline corpora or load ``smollm2-135m``, so that no
+    test writes into the real one (``$GREEN_PROFILES_DATA``, else the repository's ``data/``).
+
+    From the real one it only reads: the downloads under ``raw/`` are copied in, so that preparing the
+    corpora needs no network (``prepare_offline_data`` reuses a downloaded file), and a current converted
+    SmolLM2 is linked in (the library converts only a copy that is not current, so it never writes through
+    the link). Whatever is missing is downloaded, prepared or converted here, as on a fresh clone.
+    """
+    from green_profiles.files.storage import STAGING_PREFIX
+    from green_profiles.models import loading
+
+    data = tmp_path_factory.mktemp("data")
+    real = _real_data_dir()
+    if (real / "raw").is_dir():
+        shutil.copytree(real / "raw", data / "raw", ignore=shutil.ignore_patterns(f"{STAGING_PREFIX}*", "*.lock"))
+    smollm2 = real / "models" / "smollm2-135m"
+    if loading._smollm2_is_current(smollm2):
+        (data / "models").mkdir()
+        (data / "models" / "smollm2-135m").symlink_to(smollm2.resolve(), target_is_directory=True)
+    return data

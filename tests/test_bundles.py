@@ -13,21 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config
 
 from green_profiles.runs.bundles import BundleError, export_runs, import_runs, read_manifest
 from green_profiles.cli import main
-from green_profiles.analysis.profiles import run_profile
 from green_profiles.analysis.profiles import list_runs, load_run
 from green_profiles.runs.store import CorruptRunError, runs_directory
 
 
 @pytest.fixture(scope="module")
-def measured(tiny_setup, tmp_path_factory) -> tuple[Path, list[str]]:
-    """A data directory holding two real tiny runs, and their keys (sorted)."""
-    data = tmp_path_factory.mktemp("measured")
-    keys = [run_profile(tiny_config(tiny_setup, seed=seed), data_dir=data, progress=False).key for seed in (0, 1)]
-    return data, sorted(keys)
+def measured(tiny_store, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A data directory holding two real tiny runs (seeds 0 and 1: copies of the session's), and their keys
+    (sorted). Its tests only read it (export); a test that damages a run copies the directory first."""
+    data = tiny_store.copy(tmp_path_factory.mktemp("measured"), "plain", "seed 1")
+    return data, sorted(tiny_store.key(name) for name in ("plain", "seed 1"))
 
 
 @pytest.fixture(scope="module")

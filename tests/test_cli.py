@@ -1,15 +1,75 @@
-"""The command line's messages and exit codes: one line and exit 2 for bad input or data that cannot be
-had here, a traceback (exit 1) for anything else, and ``--debug`` to see every traceback."""
+"""The command line (:mod:`green_profiles.cli`): a run end to end in a process of its own; configurations
+through the command line and back unchanged; the messages and exit codes: one line and exit 2 for bad
+input or data that cannot be had here, a traceback (exit 1) for anything else, and ``--debug`` to see
+every traceback."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
-from conftest import tiny_config
+from support import tiny_config
 
 import green_profiles.analysis.profiles as profiles
 import green_profiles.runs.measurement as measurement
-from green_profiles.cli import main
-from green_profiles.analysis.profiles import run_profile
+from green_profiles.cli import _parser, config_from_args, main
+from green_profiles.runs.configuration import PRESETS, RunConfig, config_arguments
+
+
+# --- a run end to end ------------------------------------------------------------------------------
+
+
+def test_cli_runs_end_to_end_and_prints_the_fits(tiny_setup, tmp_path):
+    model_dir, corpus = tiny_setup
+    command = [sys.executable, "-m", "green_profiles", "--data-dir", str(tmp_path), "run", "--model", str(model_dir),
+               "--corpus", str(corpus), "--seq-len", "48", "--n-windows", "4", "--target-min", "36",
+               "--target-stride", "4", "--source-min-index", "8", "--distances", "0,1,2,4,8,16,28",
+               "--bootstrap", "20", "--no-progress"]
+    environment = os.environ | {"TRANSFORMERS_VERBOSITY": "error"}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for expected in ("[pred] fits over r >= 1", "[true] fits over r >= 1", "power_floor", "exp_floor",
+                     "window bootstrap, 20 replicates, 4 windows", "stored in"):
+        assert expected in result.stdout
+    listing = subprocess.run([sys.executable, "-m", "green_profiles", "--data-dir", str(tmp_path), "list"],
+                             capture_output=True, text=True, env=environment, timeout=120)
+    assert str(model_dir) in listing.stdout and " 12 " in listing.stdout and "float32" in listing.stdout
+
+    bad = subprocess.run(command[:-1] + ["--seq-len", "4096"], capture_output=True, text=True, env=environment,
+                         timeout=300)
+    assert bad.returncode == 2 and "error:" in bad.stderr
+
+
+# --- configurations through the command line ------------------------------------------------------
+
+
+def test_a_config_goes_through_the_command_line_unchanged(tiny_setup):
+    for config in (tiny_config(tiny_setup), tiny_config(tiny_setup).resolved(), PRESETS["qwen"]):
+        arguments = _parser().parse_args(["run", *config_arguments(config)])
+        assert config_from_args(arguments) == config
+
+
+def test_per_layer_goes_through_the_command_line(tiny_setup):
+    for per_layer in (False, True):
+        config = tiny_config(tiny_setup, per_layer=per_layer)
+        arguments = config_arguments(config)
+        assert ("--per-layer" in arguments) == per_layer
+        assert config_from_args(_parser().parse_args(["run", *arguments])) == config
+
+
+def test_full_rows_must_be_a_bool_and_survive_the_command_line():
+    with pytest.raises(ValueError, match="full_rows"):
+        RunConfig(full_rows=1).resolved()
+    config = RunConfig(full_rows=True, n_windows=3)
+    arguments = config_arguments(config)
+    assert "--full-rows" in arguments and "--per-layer" not in arguments
+    assert config_from_args(_parser().parse_args(["run", *arguments])) == config
+    assert "--full-rows" not in config_arguments(RunConfig())
+
+
+# --- messages and exit codes ----------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -57,20 +117,22 @@ def test_unavailable_corpus_is_one_line_and_exit_2(tiny_setup, tmp_path, offline
     assert "WikiText-103" in one_error_line(capsys)
 
 
-def test_damaged_run_is_one_line_and_exit_2(tiny_setup, tmp_path, capsys):
-    run = run_profile(tiny_config(tiny_setup), data_dir=tmp_path, progress=False)
-    (run.path / "profiles.npz").write_bytes(b"damaged")
-    assert main(["--data-dir", str(tmp_path), "show", run.key]) == 2
+def test_damaged_run_is_one_line_and_exit_2(tiny_store, tmp_path, capsys):
+    key = tiny_store.key("plain")
+    tiny_store.copy(tmp_path, "plain")
+    (tmp_path / "runs" / key / "profiles.npz").write_bytes(b"damaged")
+    assert main(["--data-dir", str(tmp_path), "show", key]) == 2
     assert "does not match its checksum" in one_error_line(capsys)
 
 
-def test_show_prints_a_stored_run_without_measuring(tiny_setup, tmp_path, capsys, monkeypatch):
-    run = run_profile(tiny_config(tiny_setup), data_dir=tmp_path, progress=False)
+def test_show_prints_a_stored_run_without_measuring(tiny_store, tmp_path, capsys, monkeypatch):
+    key = tiny_store.key("plain")
+    tiny_store.copy(tmp_path, "plain")
     monkeypatch.setattr(measurement, "_measure", None)  # anything measuring would fail
     with pytest.warns(UserWarning, match="resamples windows instead of documents"):  # 2 documents only
-        assert main(["--data-dir", str(tmp_path), "show", run.key, "--bootstrap", "20"]) == 0
+        assert main(["--data-dir", str(tmp_path), "show", key, "--bootstrap", "20"]) == 0
     out = capsys.readouterr().out
-    assert run.key in out and "[pred] fits over r >= 1" in out and "bootstrap" in out
+    assert key in out and "[pred] fits over r >= 1" in out and "bootstrap" in out
 
 
 def test_bad_setting_is_one_line_and_exit_2_but_debug_shows_the_traceback(tiny_setup, tmp_path, capsys):

@@ -1,14 +1,14 @@
 """The offline corpora, on the real data: what they hold and that their cleaning holds.
 
-The first run fetches and prepares the data (about 20 s: two Debian packages, the
-sentencepiece sdist, the Wikipedia dump inside the installed gensim wheel) into
-``data/`` (or ``$GREEN_PROFILES_DATA``); later runs read the prepared files.
+Each session prepares the data into a directory of its own (conftest's ``session_data_dir``), never
+into ``data/`` or ``$GREEN_PROFILES_DATA``: from the downloads already there (copied in, read only), else
+fetched (two Debian packages, the sentencepiece sdist; the Wikipedia dump is inside the installed gensim
+wheel).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -32,7 +32,6 @@ from green_profiles.text import (
 from green_profiles.files.storage import STAGING_PREFIX
 from green_profiles.text.windows import sample_windows, tokenize_documents
 
-REPO = Path(__file__).resolve().parents[1]
 # janeaustenr's text, chapter headings counted per book (Emma: 18 + 18 + 19 over three volumes).
 # tidytext-style counts (``cumsum`` of heading matches) give 275 = 269 + one "chapter 0" of
 # front matter per book; the front matter is not a chapter and is left out here.
@@ -55,8 +54,9 @@ WIKI_MARKUP = ("[[", "]]", "{{", "}}", "==", "|", "''", "<ref", "</", "&nbsp;", 
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    return Path(os.environ.get("GREEN_PROFILES_DATA", REPO / "data"))
+def data_dir(session_data_dir: Path) -> Path:
+    """The session's own data directory: preparing the corpora writes there, not into the repository's."""
+    return session_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -347,13 +347,13 @@ def test_unknown_corpus_names_the_valid_ones() -> None:
         load_corpus("wikitext")
 
 
-def test_token_counts_with_smollm2(gutenberg: list[Document], wikipedia: list[Document]) -> None:
+def test_token_counts_with_smollm2(gutenberg: list[Document], wikipedia: list[Document], data_dir: Path) -> None:
     """Tokens per corpus with the real SmolLM2 tokenizer (printed; run with -s to see them)."""
     from transformers import AutoTokenizer
 
     from green_profiles.models.loading import smollm2_directory
 
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_directory())
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_directory(data_dir))
     lengths = {}
     for name, documents in (("gutenberg", gutenberg), ("wikipedia", wikipedia)):
         token_docs = tokenize_documents(documents, tokenizer)

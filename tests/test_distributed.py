@@ -20,16 +20,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
+from support import tiny_config
 
 import green_profiles.report.book as book
 from green_profiles.runs import distributed
 from green_profiles.report.book import measure_runs, processes_from_environment
-from green_profiles.cli import _parser, config_from_args
 from green_profiles.runs.configuration import config_arguments
 from green_profiles.runs.configuration import PRESETS
 from green_profiles.analysis.profiles import run_profile
-from green_profiles.runs.measurement import device_seconds
 from green_profiles.analysis.profiles import load_run
 from green_profiles.runs.store import key_lock, waiting_message
 
@@ -240,20 +238,6 @@ def test_ranks_that_disagree_fail_naming_each_value():
     assert distributed.windows_digest(ids) != distributed.windows_digest(ids[::-1])
 
 
-def test_kernel_time_counts_each_device_once():
-    sessions = [{"host": "a", "device": "cpu", "kernel_s": 3.0}, {"host": "a", "device": "cpu", "kernel_s": 4.0},
-                {"host": "b", "device": "cpu", "kernel_s": 2.0}]
-    assert device_seconds(sessions) == 6.0  # ranks sharing a host's CPU overlap; other hosts add up
-    gpus = [{"host": "a", "device": f"cuda:{i}", "kernel_s": 5.0} for i in range(4)]
-    assert device_seconds(gpus) == 20.0
-
-
-def test_a_config_goes_through_the_command_line_unchanged(tiny_setup):
-    for config in (tiny_config(tiny_setup), tiny_config(tiny_setup).resolved(), PRESETS["qwen"]):
-        arguments = _parser().parse_args(["run", *config_arguments(config)])
-        assert config_from_args(arguments) == config
-
-
 def test_the_book_takes_its_processes_from_the_environment(monkeypatch):
     calls = []
     monkeypatch.setattr(book, "run_profile", lambda config, **options: calls.append(options["processes"]))
@@ -278,11 +262,3 @@ def test_a_sharded_per_layer_run_stores_the_layers_too(tiny_setup, tmp_path, wor
     run = load_run(tmp_path / "sharded" / "runs" / reference.key)
     assert "pred_layers" in run.arrays and run.n_layers == 2
     assert_same_run(reference, run)
-
-
-def test_per_layer_goes_through_the_command_line(tiny_setup):
-    for per_layer in (False, True):
-        config = tiny_config(tiny_setup, per_layer=per_layer)
-        arguments = config_arguments(config)
-        assert ("--per-layer" in arguments) == per_layer
-        assert config_from_args(_parser().parse_args(["run", *arguments])) == config

@@ -12,8 +12,16 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import CONTEXT, VOCAB, tiny_config
-from test_jacobian import TARGETS, LinearLM, PowerLawMixer, assert_same_norms, plain_loop_norms
+from support import (
+    CONTEXT,
+    TARGETS,
+    VOCAB,
+    LinearLM,
+    PowerLawMixer,
+    assert_same_norms,
+    plain_loop_norms,
+    tiny_config,
+)
 from torch import nn
 
 import green_profiles.kernel.jacobian as jacobian

@@ -11,7 +11,7 @@ import pytest
 from green_profiles.report.figures import condition_color
 from green_profiles.report.interactive import (against_tokens_figure, html, layer_profiles_figure, median_interval,
                                         profiles_figure)
-from test_profiles import synthetic_run
+from support import synthetic_run
 
 DISTANCES = (0, 1, 2, 4, 8, 16, 32)
 

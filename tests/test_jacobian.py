@@ -16,31 +16,9 @@ from green_profiles import (
 )
 from green_profiles.kernel.jacobian import gradient_norm_rows
 
-from conftest import CONTEXT, VOCAB
+from support import CONTEXT, TARGETS, VOCAB, LinearLM, assert_same_norms, plain_loop_norms
 
-L = 48
-TARGETS = torch.tensor([20, 31, 40, 47, 47])  # a repeated target with another token is allowed
-
-
-def plain_loop_norms(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """The definition, written the obvious way: full forward, one autograd.grad per target."""
-    embeds = model.get_input_embeddings()(ids[None]).detach().requires_grad_(True)
-    logits = model(inputs_embeds=embeds).logits[0]
-    rows = []
-    for j, v in zip(targets.tolist(), tokens.tolist()):
-        (grad,) = torch.autograd.grad(logits[j, v], embeds, retain_graph=True)
-        rows.append(grad[0].norm(dim=-1))
-    return torch.stack(rows)
-
-
-def assert_same_norms(got: torch.Tensor, want: torch.Tensor, min_source: int = 0) -> None:
-    assert got.dtype == torch.float32
-    assert torch.isnan(got[..., :min_source]).all()
-    got, want = got[..., min_source:], want[..., min_source:]
-    assert torch.equal(got == 0, want == 0), "zero pattern (causality) differs"
-    nonzero = want != 0
-    relative = ((got - want).abs()[nonzero] / want[nonzero]).max().item()
-    assert relative <= 1e-5, f"max relative error {relative:.2e}"
+L = 48  # the window of TARGETS
 
 
 @pytest.fixture(scope="module")
@@ -90,37 +68,7 @@ def test_causality_exact_zeros_right_of_target(tiny_model, window):
         assert (row[: j + 1] > 0).all()
 
 
-# --- a linear causal model whose Jacobian is known in closed form ----------------------------
-
-
-class PowerLawMixer(nn.Module):
-    """h[j] = sum_{s <= j} (j - s + 1)^(-p) * M e[s]."""
-
-    def __init__(self, dim: int, exponent: float) -> None:
-        super().__init__()
-        self.mix = nn.Linear(dim, dim, bias=False)
-        self.exponent = exponent
-
-    def weights(self, n: int) -> torch.Tensor:
-        distance = torch.arange(n)[:, None] - torch.arange(n)[None, :]
-        return torch.where(distance >= 0, (distance.clamp(min=0) + 1.0) ** -self.exponent, 0.0)
-
-    def forward(self, inputs_embeds: torch.Tensor, use_cache: bool = False) -> tuple[torch.Tensor]:
-        return (torch.einsum("js,bsd->bjd", self.weights(inputs_embeds.shape[1]), self.mix(inputs_embeds)),)
-
-
-class LinearLM(nn.Module):
-    def __init__(self, vocab: int = 50, dim: int = 16, exponent: float = 0.8) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, dim)
-        self.base_model = PowerLawMixer(dim, exponent)
-        self.head = nn.Linear(dim, vocab, bias=True)
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.embed
-
-    def get_output_embeddings(self) -> nn.Module:
-        return self.head
+# --- a linear causal model whose Jacobian is known in closed form (support.LinearLM) ----------
 
 
 @pytest.mark.parametrize("method", ["loop", "vmap", "replicate"])

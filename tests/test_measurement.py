@@ -1,7 +1,8 @@
 """The steps of measuring a run, each on its own (:mod:`green_profiles.runs.measurement`): the stored run
 or None, starting anew, the inputs and their checks, resuming from flushed parts, the kernel loop, and
-assembling the arrays. Whole runs through these steps (cache hits, damaged runs measured again, Ctrl-C
-and resuming, flushing, sharding) are tested in test_profiles.py, test_store.py and test_distributed.py."""
+assembling the arrays, and the kernel time of a run's sessions. Whole runs through these steps (cache hits,
+damaged runs measured again, Ctrl-C and resuming, flushing, sharding) are tested in test_store.py and
+test_distributed.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONTEXT, tiny_config
+from support import TINY_CONTEXT, tiny_config
 
 from green_profiles.runs import measurement
 from green_profiles.runs.measurement import (
@@ -22,6 +23,7 @@ from green_profiles.runs.measurement import (
     assemble_arrays,
     check_context,
     check_token_ids,
+    device_seconds,
     measure_run,
     measure_windows,
     prepare_inputs,
@@ -30,15 +32,15 @@ from green_profiles.runs.measurement import (
     stored_or_none,
 )
 from green_profiles.runs.provenance import Provenance
-from green_profiles.runs.store import StoredRun, flush_partial, partial_directory
+from green_profiles.runs.store import StoredRun, flush_partial, partial_directory, read_run
 from green_profiles.text import load_corpus
 from green_profiles.text.windows import Windows
 
 
-@pytest.fixture(scope="module")
-def stored(tiny_setup, tmp_path_factory) -> StoredRun:
-    """The tiny run (5 windows x 3 targets), measured once for this module's tests."""
-    return measure_run(tiny_config(tiny_setup), data_dir=tmp_path_factory.mktemp("measured"), progress=False)
+@pytest.fixture
+def stored(tiny_store) -> StoredRun:
+    """The tiny run (5 windows x 3 targets) of the session store, read afresh for each test: only read."""
+    return read_run(tiny_store.path("plain"))
 
 
 @pytest.fixture
@@ -151,6 +153,18 @@ def test_the_context_check_passes_a_window_that_fits_or_a_model_without_a_contex
     check_context(SimpleNamespace(config=SimpleNamespace()), config)
     with pytest.raises(ValueError, match="context of 47 tokens"):
         check_context(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=config.seq_len - 1)), config)
+
+
+def test_window_longer_than_the_context_is_refused(tiny_setup, tmp_path):
+    with pytest.raises(ValueError, match="context"):
+        measure_run(tiny_config(tiny_setup, seq_len=TINY_CONTEXT + 1), data_dir=tmp_path, progress=False)
+
+
+def test_corpus_too_short_for_the_window_says_so(tiny_setup, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("the sea " * 10)
+    with pytest.raises(ValueError, match="long enough"):
+        measure_run(tiny_config(tiny_setup, corpus=str(short)), data_dir=tmp_path, progress=False)
 
 
 def test_token_ids_beyond_the_embeddings_mean_a_foreign_tokenizer():
@@ -274,3 +288,13 @@ def test_assembling_names_the_windows_that_no_part_holds(tiny_setup, stored, tmp
     assert list(arrays) == ["distances", "targets", "window_ids", "document", "start", "pred_tokens"]
     np.testing.assert_array_equal(arrays["pred_tokens"], stored.arrays["pred_tokens"])
 
+
+# --- the kernel time of a run's sessions ---------------------------------------------------------
+
+
+def test_kernel_time_counts_each_device_once():
+    sessions = [{"host": "a", "device": "cpu", "kernel_s": 3.0}, {"host": "a", "device": "cpu", "kernel_s": 4.0},
+                {"host": "b", "device": "cpu", "kernel_s": 2.0}]
+    assert device_seconds(sessions) == 6.0  # ranks sharing a host's CPU overlap; other hosts add up
+    gpus = [{"host": "a", "device": f"cuda:{i}", "kernel_s": 5.0} for i in range(4)]
+    assert device_seconds(gpus) == 20.0

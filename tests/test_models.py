@@ -1,4 +1,7 @@
-"""Model loading: the offline trained model, its random twin, and the hub path offline."""
+"""Model loading: the offline trained model, its random twin, and the hub path offline.
+
+SmolLM2 is read from (or converted into) the session's data directory (conftest's ``session_data_dir``),
+never the repository's ``data/``."""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ UNREACHABLE = "the hub (test) could not be reached (no route to host)"
 
 
 @pytest.fixture(scope="session")
-def smollm2():
-    return load_model("smollm2-135m")
+def smollm2(session_data_dir):
+    return load_model("smollm2-135m", data_dir=session_data_dir)
 
 
 def test_offline_model_is_the_real_smollm2(smollm2):
@@ -31,11 +34,11 @@ def test_offline_model_is_the_real_smollm2(smollm2):
         "It is a truth universally acknowledged"
 
 
-def test_random_twin_same_shapes_seeded_weights(smollm2):
+def test_random_twin_same_shapes_seeded_weights(smollm2, session_data_dir):
     model, _ = smollm2
-    twin, _ = load_model("smollm2-135m@random", seed=0)
-    again, _ = load_model("smollm2-135m@random", seed=0)
-    other, _ = load_model("smollm2-135m@random", seed=1)
+    twin, _ = load_model("smollm2-135m@random", seed=0, data_dir=session_data_dir)
+    again, _ = load_model("smollm2-135m@random", seed=0, data_dir=session_data_dir)
+    other, _ = load_model("smollm2-135m@random", seed=1, data_dir=session_data_dir)
     names = [name for name, _ in model.named_parameters()]
     assert names == [name for name, _ in twin.named_parameters()]
     weight = "model.layers.0.mlp.up_proj.weight"
@@ -48,11 +51,11 @@ def test_random_twin_same_shapes_seeded_weights(smollm2):
     assert params["twin"].std().item() == pytest.approx(model.config.initializer_range, rel=0.02)
 
 
-def test_random_init_leaves_the_global_rng_alone():
+def test_random_init_leaves_the_global_rng_alone(session_data_dir):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    load_model("smollm2-135m@random", seed=5)
+    load_model("smollm2-135m@random", seed=5, data_dir=session_data_dir)
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -159,9 +162,9 @@ def test_unknown_model_name():
         load_model("gpt-17")
 
 
-def test_float16_on_cpu_refused():
+def test_float16_on_cpu_refused(session_data_dir):
     with pytest.raises(ValueError, match="float16 on a CPU"):
-        load_model("smollm2-135m", dtype="float16", device="cpu")
+        load_model("smollm2-135m", dtype="float16", device="cpu", data_dir=session_data_dir)
 
 
 def _perplexity(model, ids: torch.Tensor) -> float:
@@ -170,15 +173,15 @@ def _perplexity(model, ids: torch.Tensor) -> float:
     return torch.nn.functional.cross_entropy(logits, ids[1:]).exp().item()
 
 
-def test_trained_model_predicts_real_text_and_its_random_twin_does_not(smollm2):
+def test_trained_model_predicts_real_text_and_its_random_twin_does_not(smollm2, session_data_dir):
     from green_profiles.text import load_corpus
 
     model, tokenizer = smollm2
-    documents = load_corpus("gutenberg")
+    documents = load_corpus("gutenberg", data_dir=session_data_dir)
     # Pride and Prejudice ch. 1 where the Debian novels are here; Botchan ch. I where 'gutenberg' falls back to it.
     chapter = next((doc for doc in documents if doc.title == "Pride and Prejudice, Chapter 1"), documents[0])
     ids = torch.tensor(tokenizer(chapter.text)["input_ids"][:512])
-    twin, _ = load_model("smollm2-135m@random")
+    twin, _ = load_model("smollm2-135m@random", data_dir=session_data_dir)
     trained, random = _perplexity(model, ids), _perplexity(twin, ids)
     print(f"\nperplexity on {chapter.title} ({len(ids)} tokens): trained {trained:.1f}, random {random:.0f}")
     assert trained < 60

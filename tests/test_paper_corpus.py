@@ -174,7 +174,7 @@ def test_without_the_hub_the_builder_reads_cached_sources_in_the_authors_order(t
 
 def test_a_run_with_the_authors_sampler_measures_their_windows(tiny_setup, tmp_path):
     """Through the run store: the stored windows are the ones the authors' rule draws from the file."""
-    from conftest import WORDS, tiny_config
+    from support import WORDS, tiny_config
     from transformers import AutoTokenizer
 
     from green_profiles.analysis.profiles import run_profile

@@ -21,8 +21,7 @@ from transformers import (
 from green_profiles import NonFiniteGradientError, logit_gradient_norms, protocol_gradient_norms
 from green_profiles.kernel.jacobian import decoder_layers, gradient_norm_rows
 
-from conftest import CONTEXT, VOCAB
-from test_jacobian import LinearLM
+from support import CONTEXT, VOCAB, LinearLM
 
 L = 40
 LAYERS = 3

@@ -7,11 +7,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import tiny_config
 
 from green_profiles.runs.configuration import PRESETS, RunConfig
 from green_profiles.analysis.depth import exponent_range, layer_summaries, power_law_layers, summarized_layers
-from green_profiles.analysis.profiles import run_profile
 from green_profiles.runs.plans import notebook_runs, settings_plan
 from green_profiles.runs.provenance import Provenance, run_key, settings_key, settings_record
 
@@ -57,16 +55,14 @@ def assert_same_values(got, want, rtol: float = 1e-5) -> None:
     np.testing.assert_allclose(got, want, rtol=rtol, atol=0, equal_nan=True)
 
 
-@pytest.fixture(scope="module")
-def both_runs(tiny_setup, tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    plain = run_profile(tiny_config(tiny_setup), data_dir=data, progress=False)
-    layered = run_profile(tiny_config(tiny_setup, per_layer=True), data_dir=data, progress=False)
-    return plain, layered
+@pytest.fixture
+def run_flag() -> str:
+    """conftest's plain_and_flagged: the session's plain tiny run, and the same run with ``per_layer``."""
+    return "per_layer"
 
 
-def test_a_per_layer_run_stores_every_block_input(both_runs):
-    plain, layered = both_runs
+def test_a_per_layer_run_stores_every_block_input(plain_and_flagged):
+    plain, layered = plain_and_flagged
     assert layered.key != plain.key
     assert plain.n_layers == 0 and "pred_layers" not in plain.arrays
     n_windows, n_targets, n_r = plain.arrays["pred_raw"].shape
@@ -83,8 +79,8 @@ def test_a_per_layer_run_stores_every_block_input(both_runs):
     assert layered.metadata["config"]["per_layer"] is True
 
 
-def test_profiles_fits_and_bootstrap_by_layer(both_runs):
-    plain, layered = both_runs
+def test_profiles_fits_and_bootstrap_by_layer(plain_and_flagged):
+    plain, layered = plain_and_flagged
     np.testing.assert_array_equal(layered.normalized("pred", layer=0), layered.normalized("pred"))  # same array
     assert_same_values(layered.normalized("pred", layer=0), plain.normalized("pred"), rtol=2e-5)  # a ratio of two
     top = layered.normalized("pred", layer=1)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from support import tiny_config
 from transformers import AutoModelForCausalLM
 
 import green_profiles.kernel.jacobian as jacobian

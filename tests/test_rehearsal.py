@@ -27,7 +27,6 @@ from rehearsal import (
     rehearsal_environment,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 PYTHIA_14M = "EleutherAI/pythia-14m-deduped"
 QWEN = "Qwen/Qwen2.5-0.5B"
 # The module's cache: Pythia-14m exact (6 layers) and Qwen2.5-0.5B cut to one layer, to stay quick.
@@ -49,8 +48,9 @@ PUBLISHED_SIZES = {
 
 
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
-    return Path(os.environ.get("GREEN_PROFILES_DATA", REPO / "data"))
+def data_dir(session_data_dir: Path) -> Path:
+    """Where the stand-in text's offline corpora are prepared: the session's own data directory."""
+    return session_data_dir
 
 
 @pytest.fixture(scope="module")

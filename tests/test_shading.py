@@ -9,37 +9,21 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
 from green_profiles.kernel import jacobian
-from green_profiles.cli import _parser, config_from_args
-from green_profiles.runs.configuration import config_arguments
-from green_profiles.runs.configuration import RunConfig
-from green_profiles.analysis.profiles import run_profile
 from green_profiles.models.loading import load_model
 from green_profiles.runs.plans import notebook_runs
 from green_profiles.report.shading import LIMITS, normalized_full_row, shade_colors, shaded_text_html, side_by_side_html
 
-def test_full_rows_must_be_a_bool_and_survive_the_command_line():
-    with pytest.raises(ValueError, match="full_rows"):
-        RunConfig(full_rows=1).resolved()
-    config = RunConfig(full_rows=True, n_windows=3)
-    arguments = config_arguments(config)
-    assert "--full-rows" in arguments and "--per-layer" not in arguments
-    assert config_from_args(_parser().parse_args(["run", *arguments])) == config
-    assert "--full-rows" not in config_arguments(RunConfig())
+
+@pytest.fixture
+def run_flag() -> str:
+    """conftest's plain_and_flagged: the session's plain tiny run, and the same run with ``full_rows``."""
+    return "full_rows"
 
 
-@pytest.fixture(scope="module")
-def runs(tiny_setup, tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    plain = run_profile(tiny_config(tiny_setup), data_dir=data, progress=False)
-    full = run_profile(tiny_config(tiny_setup, full_rows=True), data_dir=data, progress=False)
-    return plain, full
-
-
-def test_full_rows_are_the_kernels_rows_and_hold_the_grid(tiny_setup, runs):
-    plain, full = runs
+def test_full_rows_are_the_kernels_rows_and_hold_the_grid(tiny_setup, plain_and_flagged):
+    plain, full = plain_and_flagged
     assert full.key != plain.key and not plain.has_full_rows and full.has_full_rows
     assert full.metadata["config"]["full_rows"] is True
     n_windows, n_targets, _ = plain.arrays["pred_raw"].shape
@@ -92,8 +76,8 @@ def _luma(color: str) -> float:
 
 
 @pytest.mark.parametrize("window, target_index, selection", [(0, 0, "pred"), (3, 2, "true")])
-def test_shaded_spans_carry_the_stored_row(tiny_setup, runs, window, target_index, selection):
-    _, full = runs
+def test_shaded_spans_carry_the_stored_row(tiny_setup, plain_and_flagged, window, target_index, selection):
+    _, full = plain_and_flagged
     _, tokenizer = load_model(str(tiny_setup[0]))
     target = int(full.targets[target_index])
     text = shaded_text_html(full, tokenizer, window, target_index, selection)
@@ -126,8 +110,8 @@ def test_shade_colors_follow_the_log_scale():
     assert _luma(colors[1]) > _luma(colors[2]) > _luma(colors[3])
 
 
-def test_side_by_side_is_self_contained(tiny_setup, runs):
-    plain, full = runs
+def test_side_by_side_is_self_contained(tiny_setup, plain_and_flagged):
+    plain, full = plain_and_flagged
     _, tokenizer = load_model(str(tiny_setup[0]))
     block = side_by_side_html({"one": full, "two": full}, tokenizer, window=1, target_index=0)
     assert block.count("linear-gradient") == 1 and block.count("data-g=") == 2 * (36 + 1 - 8)

@@ -1,8 +1,13 @@
-"""The run store under concurrency and damage, with real processes: two writers of one key, a hard
-kill between flushes, damaged runs in a listing, parts of other windows, and the periodic flush."""
+"""Whole runs through the run store (:mod:`green_profiles.runs.store`): a cache hit, Ctrl-C and resuming,
+damaged runs measured again, unreadable and foreign parts; and with real processes, two writers of one key,
+a hard kill between flushes, damaged runs in a listing, and the periodic flush.
+
+Every test here works on a store of its own: runs it damages are copies of the session's tiny runs
+(``tiny_store.copy``), and what it tests the measuring of is measured here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from support import tiny_config
 
 import green_profiles.kernel.jacobian as jacobian
 import green_profiles.runs.store as store_module
-from green_profiles.analysis.profiles import run_profile
-from green_profiles.analysis.profiles import list_runs, load_run
+from green_profiles.analysis.profiles import list_runs, load_run, run_profile
 
 # A child process that measures the tiny run with the given settings and prints its key and measuring pid.
 CHILD = textwrap.dedent("""
@@ -55,41 +59,96 @@ def windows_in_parts(partial: Path) -> int:
     return total
 
 
-def test_two_processes_asking_for_one_key_measure_it_once(tiny_setup, tmp_path):
+def forbid_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("the kernel ran, but the run should have come from the store")
+
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", refuse)
+
+
+def visible(store: Path) -> list[str]:
+    """The store's entries other than its lock files."""
+    return sorted(p.name for p in store.iterdir() if p.name != ".locks")
+
+
+def assert_same_arrays(a, b) -> None:
+    """Bitwise: a run served from the store, or measured again, on the same machine and threads."""
+    assert sorted(a.arrays) == sorted(b.arrays)
+    for name in a.arrays:
+        np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)
+
+
+# --- in this process: cache hits, Ctrl-C and resuming, damage, parts ----------------------------
+
+
+def test_identical_configuration_is_a_cache_hit(tiny_store, tmp_path, monkeypatch):
+    config = tiny_store.config("plain")
+    tiny_store.copy(tmp_path, "plain")  # the run as measured: served, not measured, from here on
+    first = load_run(tmp_path / "runs" / tiny_store.key("plain"))
+    forbid_kernel(monkeypatch)
+    second = run_profile(dataclasses.replace(config, dtype="float32"), data_dir=tmp_path, progress=False)
+    assert second.key == first.key
+    assert_same_arrays(first, second)
+    assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != ".locks"] == [first.key]  # nothing half-written
+
+
+def test_interrupted_run_resumes_to_the_same_arrays(tiny_setup, tmp_path, monkeypatch):
     config = tiny_config(tiny_setup, n_windows=6)
-    first = start_child(config, tmp_path, pause=0.3)
-    deadline = time.monotonic() + 120
-    lock = tmp_path / "runs" / ".locks"
-    while not (lock.is_dir() and any(lock.iterdir())) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the first holds the key's lock before the second starts
-    second = start_child(config, tmp_path)
-    outputs = [process.communicate(timeout=300) for process in (first, second)]
-    assert [process.returncode for process in (first, second)] == [0, 0], [err for _, err in outputs]
-    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    assert results[0] == results[1], "both processes must return the one run, measured by the first"
-    assert results[0]["measured_by"] == first.pid
-    assert "another process is measuring run" in outputs[1][1]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".locks", results[0]["key"]]
-
-
-def test_a_hard_kill_keeps_every_flushed_window(tiny_setup, tmp_path):
-    config = tiny_config(tiny_setup, n_windows=12)
     reference = run_profile(config, data_dir=tmp_path / "uninterrupted", progress=False)
-    partial = tmp_path / "killed" / "runs" / f"{reference.key}.partial"
-    child = start_child(config, tmp_path / "killed", flush=0.0, pause=0.2)
-    deadline = time.monotonic() + 120
-    while windows_in_parts(partial) < 3 and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)  # no Python cleanup, no final flush
-    child.wait(timeout=30)
-    flushed = windows_in_parts(partial)
-    assert 3 <= flushed < 12, f"the child was killed after {flushed} windows"
 
-    resumed = run_profile(config, data_dir=tmp_path / "killed", progress=False)
-    assert resumed.metadata["n_windows_resumed"] == flushed
-    for name in reference.arrays:
-        # Bitwise: every window is the same kernel call alone, in either process (the child inherits the environment).
-        np.testing.assert_array_equal(reference.arrays[name], resumed.arrays[name], err_msg=name)
+    real = jacobian.protocol_gradient_norms
+    calls: list[int] = []
+
+    def interrupt_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_profile(config, data_dir=tmp_path / "interrupted", progress=False)
+    store = tmp_path / "interrupted" / "runs"
+    assert visible(store) == [f"{reference.key}.partial"]  # no final directory yet
+
+    calls.clear()
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed = run_profile(config, data_dir=tmp_path / "interrupted", progress=False)
+    assert len(calls) == 4  # only the windows not done before
+    assert resumed.metadata["n_windows_resumed"] == 2
+    assert_same_arrays(reference, resumed)
+    assert visible(store) == [reference.key]
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "drop_metadata", "drop_rows"])
+def test_corrupt_run_is_detected_and_measured_again(tiny_store, tmp_path, damage):
+    config = tiny_store.config("plain")
+    tiny_store.copy(tmp_path, "plain")
+    first = load_run(tmp_path / "runs" / tiny_store.key("plain"))
+    if damage == "flip_byte":
+        data = bytearray((first.path / "profiles.npz").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (first.path / "profiles.npz").write_bytes(bytes(data))
+    elif damage == "drop_metadata":
+        (first.path / "metadata.json").unlink()
+    else:
+        (first.path / "rows.csv").unlink()
+    with pytest.warns(UserWarning, match="measuring it again"):
+        again = run_profile(config, data_dir=tmp_path, progress=False)
+    assert_same_arrays(first, again)
+    load_run(again.path)  # valid again
+
+
+def test_unreadable_partial_part_is_ignored(tiny_store, tmp_path):
+    config = tiny_store.config("plain")
+    key = tiny_store.key("plain")  # the same key in any store
+    partial = tmp_path / "runs" / f"{key}.partial"
+    partial.mkdir(parents=True)
+    (partial / "part-000000-000002.npz").write_bytes(b"not an archive")
+    with pytest.warns(UserWarning, match="ignoring"):
+        run = run_profile(config, data_dir=tmp_path, progress=False)
+    assert run.metadata["n_windows_resumed"] == 0
+    assert not partial.exists()
 
 
 def test_finished_windows_are_flushed_while_the_run_goes_on(tiny_setup, tmp_path, monkeypatch):
@@ -128,9 +187,10 @@ def test_parts_of_other_windows_are_not_used(tiny_setup, tmp_path, monkeypatch):
     assert len(calls) == 3 and run.metadata["n_windows_resumed"] == 0
 
 
-def test_a_listing_skips_and_names_damaged_runs(tiny_setup, tmp_path):
-    good = run_profile(tiny_config(tiny_setup), data_dir=tmp_path, progress=False)
-    damaged = run_profile(tiny_config(tiny_setup, seed=1), data_dir=tmp_path, progress=False)
+def test_a_listing_skips_and_names_damaged_runs(tiny_setup, tiny_store, tmp_path):
+    tiny_store.copy(tmp_path, "plain", "seed 1")
+    good = load_run(tmp_path / "runs" / tiny_store.key("plain"))
+    damaged = load_run(tmp_path / "runs" / tiny_store.key("seed 1"))
     broken_metadata = run_profile(tiny_config(tiny_setup, seed=2), data_dir=tmp_path, progress=False)
     (damaged.path / "rows.csv").write_text("window,document\n0,0\n")
     (broken_metadata.path / "metadata.json").write_text("{ not json")
@@ -143,11 +203,52 @@ def test_a_listing_skips_and_names_damaged_runs(tiny_setup, tmp_path):
         load_run(damaged.path)
 
 
-def test_replacing_a_damaged_run_never_leaves_staging_behind(tiny_setup, tmp_path):
-    config = tiny_config(tiny_setup)
-    first = run_profile(config, data_dir=tmp_path, progress=False)
+def test_replacing_a_damaged_run_never_leaves_staging_behind(tiny_store, tmp_path):
+    config = tiny_store.config("plain")
+    tiny_store.copy(tmp_path, "plain")
+    first = load_run(tmp_path / "runs" / tiny_store.key("plain"))
     (first.path / "profiles.npz").write_bytes(b"damaged")
     with pytest.warns(UserWarning, match="measuring it again"):
         again = run_profile(config, data_dir=tmp_path, progress=False)
     assert again.key == first.key
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".locks", first.key]
+
+
+# --- with real processes ----------------------------------------------------------------------
+
+
+def test_two_processes_asking_for_one_key_measure_it_once(tiny_setup, tmp_path):
+    config = tiny_config(tiny_setup, n_windows=6)
+    first = start_child(config, tmp_path, pause=0.3)
+    deadline = time.monotonic() + 120
+    lock = tmp_path / "runs" / ".locks"
+    while not (lock.is_dir() and any(lock.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first holds the key's lock before the second starts
+    second = start_child(config, tmp_path)
+    outputs = [process.communicate(timeout=300) for process in (first, second)]
+    assert [process.returncode for process in (first, second)] == [0, 0], [err for _, err in outputs]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert results[0] == results[1], "both processes must return the one run, measured by the first"
+    assert results[0]["measured_by"] == first.pid
+    assert "another process is measuring run" in outputs[1][1]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".locks", results[0]["key"]]
+
+
+def test_a_hard_kill_keeps_every_flushed_window(tiny_setup, tmp_path):
+    config = tiny_config(tiny_setup, n_windows=12)
+    reference = run_profile(config, data_dir=tmp_path / "uninterrupted", progress=False)
+    partial = tmp_path / "killed" / "runs" / f"{reference.key}.partial"
+    child = start_child(config, tmp_path / "killed", flush=0.0, pause=0.2)
+    deadline = time.monotonic() + 120
+    while windows_in_parts(partial) < 3 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)  # no Python cleanup, no final flush
+    child.wait(timeout=30)
+    flushed = windows_in_parts(partial)
+    assert 3 <= flushed < 12, f"the child was killed after {flushed} windows"
+
+    resumed = run_profile(config, data_dir=tmp_path / "killed", progress=False)
+    assert resumed.metadata["n_windows_resumed"] == flushed
+    for name in reference.arrays:
+        # Bitwise: every window is the same kernel call alone, in either process (the child inherits the environment).
+        np.testing.assert_array_equal(reference.arrays[name], resumed.arrays[name], err_msg=name)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS
+from support import WORDS
 from safetensors.torch import load_file
 
 from green_profiles.text import Document, split_documents
@@ -56,11 +56,12 @@ def test_the_heldout_split_is_disjoint_deterministic_and_order_free():
         split_documents(documents, fraction=1.5)
 
 
-def test_the_gutenberg_split_corpora_cover_the_corpus_once():
+def test_the_gutenberg_split_corpora_cover_the_corpus_once(session_data_dir):
     from green_profiles.text import load_corpus
 
-    whole = load_corpus("gutenberg")
-    train, heldout = load_corpus("gutenberg-train"), load_corpus("gutenberg-heldout")
+    whole = load_corpus("gutenberg", data_dir=session_data_dir)
+    train = load_corpus("gutenberg-train", data_dir=session_data_dir)
+    heldout = load_corpus("gutenberg-heldout", data_dir=session_data_dir)
     assert len(train) + len(heldout) == len(whole) and len(heldout) >= 20
     assert not {d.title for d in train} & {d.title for d in heldout}
 
