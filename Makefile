@@ -69,10 +69,11 @@ $(MODELS_STAMP): $(TRAINING_CODE) $(SETTINGS_FILE) | $(INSTALLED) $(PREPARE)
 	$(PY) -m green_profiles train --settings $(SETTINGS)
 	@touch $@
 
-# The suite, then the paper's settings rehearsed offline (`rehearsal` below), then the whole book pipeline
-# at smoke size (papermill, Jupyter Book -W), then the built pages in headless Chromium: about 10 minutes. It leaves the smoke book in _build/html and screenshots of
-# its pages in _build/screenshots; the next `make book` re-executes the notebooks from cache.
-test: $(INSTALLED) browser
+# The offline data first (the suite copies its downloads, read-only, into a temporary data directory), then the
+# suite, the paper's settings rehearsed offline (`rehearsal` below), the whole book pipeline at smoke size
+# (papermill, Jupyter Book -W) and the built pages in headless Chromium. It leaves the smoke book in _build/html
+# and screenshots of its pages in _build/screenshots; the next `make book` re-executes the notebooks from cache.
+test: $(INSTALLED) browser | $(PREPARE)
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory rehearsal
 	$(MAKE) --no-print-directory book SETTINGS=smoke

@@ -32,7 +32,6 @@ from transformers import (
 
 from green_profiles.analysis.profiles import ProfileRun
 from support import CONTEXT, TINY_CONTEXT, VOCAB, WORDS, TinyStore
-from support import tiny_config  # noqa: F401 - test_plans.py still imports it from here; new code: support
 
 REPO = Path(__file__).resolve().parents[1]
 

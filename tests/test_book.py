@@ -181,7 +181,7 @@ def test_summary_table_writes_intervals_next_to_estimates():
 
 
 def test_resampling_comparison_shows_both_units_and_says_when_documents_are_too_few():
-    from test_profiles import synthetic_run
+    from support import synthetic_run
 
     table = resampling_comparison({"many": synthetic_run([0, 1, 2, 3, 4, 5, 5, 6]),
                                    "few": synthetic_run([0, 0, 1, 1])}, n_boot=20)

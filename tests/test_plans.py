@@ -7,7 +7,7 @@ import warnings
 from collections import Counter
 
 import pytest
-from conftest import tiny_config
+from support import tiny_config
 
 from green_profiles.cli import main
 from green_profiles.runs.configuration import PAPER_DISTANCES, RunConfig

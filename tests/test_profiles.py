@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from support import synthetic_run  # test_book.py still imports it from here; new code: support
+from support import synthetic_run
 
 from green_profiles.analysis.profiles import aggregate_rows, left_boundary_table, source_profile
 from green_profiles.kernel.jacobian import logit_gradient_norms
