@@ -1,33 +1,11 @@
-"""Jacobian-norm profiles of causal language models: how token influence decays with distance."""
+"""Jacobian-norm profiles of causal language models: how token influence decays with distance.
 
-from green_profiles.kernel.jacobian import (
-    NonFiniteGradientError,
-    NormCounts,
-    ProtocolRows,
-    count_norms,
-    default_seed_exponent,
-    gradient_norm_rows,
-    logit_gradient_norms,
-    predicted_tokens,
-    protocol_gradient_norms,
-)
-from green_profiles.kernel.precision import resolve_device, resolve_dtype
+The package's top level is the kernel's public API (:mod:`green_profiles.kernel`). The other layers
+import heavier libraries (transformers, datasets, lmfit) and are imported from their own modules:
+``from green_profiles.models import load_model``, ``green_profiles.analysis.profiles.run_profile``, ...
+"""
 
-# models, corpora, windows and fits import heavier libraries (transformers, datasets,
-# lmfit); import them from their modules: green_profiles.models.loading.load_model, ...
-
-__all__ = [
-    "NonFiniteGradientError",
-    "NormCounts",
-    "ProtocolRows",
-    "count_norms",
-    "default_seed_exponent",
-    "gradient_norm_rows",
-    "logit_gradient_norms",
-    "predicted_tokens",
-    "protocol_gradient_norms",
-    "resolve_device",
-    "resolve_dtype",
-]
+from green_profiles.kernel import *  # noqa: F403 - the kernel's API is the package's
+from green_profiles.kernel import __all__  # noqa: F401
 
 __version__ = "0.1.0"
