@@ -12,7 +12,7 @@ from support import tiny_config
 from green_profiles.cli import main
 from green_profiles.runs.configuration import PAPER_DISTANCES, RunConfig
 from green_profiles.text import CorpusUnavailableError
-from green_profiles.runs.experiments import notebook_parameters
+from green_profiles.runs.experiments import experiment_parameters
 from green_profiles.analysis.profiles import run_profile
 from green_profiles.runs.plans import describe_plan, notebook_runs, settings_plan
 
@@ -110,7 +110,7 @@ def test_the_default_and_smoke_settings_plans():
 
 
 def test_published_settings_follow_each_models_family_and_can_be_thinned():
-    parameters = notebook_parameters("coherent_text", "paper-rehearsal") | {"targets_per_window": 2}
+    parameters = experiment_parameters("coherent_text", "paper-rehearsal") | {"targets_per_window": 2}
     runs = notebook_runs("coherent_text", parameters)
     pythia, qwen = runs[("pythia-14m", "wikitext-103")], runs[("qwen2.5-0.5b", "wikitext-103")]
     assert pythia.resolved().targets.tolist() == [1920, 1984]
@@ -161,7 +161,7 @@ def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
 
 
 def test_a_stored_run_is_served_by_its_settings_when_its_text_is_not_here(tiny_setup, tmp_path, monkeypatch):
-    import green_profiles.runs.measurement as measurement  # where the run reads its corpus
+    import green_profiles.runs.measurement as measurement  # reads load_corpus from green_profiles.text by name
 
     config = tiny_config(tiny_setup, n_windows=2)
     stored = run_profile(config, data_dir=tmp_path, progress=False)
