@@ -4,6 +4,7 @@ the experiments' registry against the notebooks, the settings and the table of c
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -130,6 +131,29 @@ def test_unknown_settings_and_parameter_are_refused(tmp_path):
     with pytest.raises(ValueError, match="no notebook .*depth.ipynb"):
         execute_notebook("depth", source_dir=tmp_path, output_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_kernel_measures_into_the_callers_data_directory(tmp_path, monkeypatch):
+    """The kernel runs in the notebooks' folder: a relative data directory must still mean the caller's
+    (the bug: `green-profiles notebook` from the root filled a second store in notebooks/data)."""
+    import nbformat
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                 "display_name": "Python 3"}})
+    notebook.cells = [
+        nbformat.v4.new_code_cell('settings = "default"\noverrides = {}', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from green_profiles.files.locations import default_data_dir\n"
+                                  "print(default_data_dir().resolve())"),
+    ]
+    nbformat.write(notebook, notebooks / "depth.ipynb")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GREEN_PROFILES_DATA", raising=False)
+    executed = execute_notebook("depth", source_dir=notebooks, output_dir=tmp_path / "out", log_output=False)
+    printed = nbformat.read(executed, as_version=4).cells[-1].outputs[0]["text"].strip()
+    assert printed == str(tmp_path / "data")
+    assert "GREEN_PROFILES_DATA" not in os.environ  # restored after the run
 
 
 def test_role_labels_name_the_model_only_when_several_are_measured():

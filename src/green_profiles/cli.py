@@ -262,7 +262,7 @@ def _notebook(args: argparse.Namespace) -> int:
 
     overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
     path = execute_notebook(args.name, settings=args.settings, overrides=overrides, settings_file=args.settings_file,
-                            log_output=not args.quiet)
+                            data_dir=args.data_dir, log_output=not args.quiet)
     print(f"executed {args.name} ({args.settings} settings) -> {path}")
     return 0
 

@@ -8,14 +8,21 @@ no-op), passes papermill only the settings' name and the overrides (the notebook
 ``parameters`` cell: the notebook resolves its parameters itself, with the same function),
 and writes the executed copy atomically, so a failed or interrupted execution never leaves
 a half-written notebook where the book would pick it up.
+
+The kernel runs in the notebooks' folder, so the data directory it measures into is handed to
+it as an absolute path: a relative ``data`` would otherwise name ``notebooks/data``, a second
+store beside the real one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from green_profiles.files.locations import default_data_dir
 from green_profiles.files.storage import atomic_file
 from green_profiles.runs.experiments import experiment_parameters, project_root
 
@@ -28,6 +35,7 @@ def execute_notebook(
     source_dir: Path | None = None,
     output_dir: Path | None = None,
     settings_file: Path | None = None,
+    data_dir: Path | None = None,
     log_output: bool = True,
 ) -> Path:
     """Run ``<source_dir>/<notebook>.ipynb`` through papermill into ``<output_dir>/<notebook>.ipynb``.
@@ -40,6 +48,8 @@ def execute_notebook(
             ``notebooks`` and ``book/experiments`` of the project root,
             :func:`~green_profiles.runs.experiments.project_root`).
         settings_file: the YAML file of named settings (default: ``notebooks/settings.yml`` of the project root).
+        data_dir: the data directory the notebook reads and measures into (default:
+            :func:`~green_profiles.files.locations.default_data_dir` as seen from the caller's directory).
         log_output: relay the notebook's output (progress bars included) to this process' log.
 
     Returns:
@@ -60,12 +70,28 @@ def execute_notebook(
     if settings_file is not None:
         parameters["settings_file"] = str(Path(settings_file).resolve())
     target = Path(output_dir if output_dir is not None else project_root() / "book" / "experiments") / f"{notebook}.ipynb"
-    with atomic_file(target) as temporary:
+    data = Path(data_dir if data_dir is not None else default_data_dir()).resolve()
+    with atomic_file(target) as temporary, _environment(GREEN_PROFILES_DATA=str(data)):
         papermill.execute_notebook(str(source), str(temporary), parameters=parameters, kernel_name="python3",
                                    progress_bar=log_output, log_output=log_output,
                                    cwd=str(source.parent.resolve()))
         _collapse_parameter_cells(temporary)
     return target
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the kernel papermill starts (it inherits ours), then restore them."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _collapse_parameter_cells(path: Path) -> None:
