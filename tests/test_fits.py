@@ -423,23 +423,18 @@ def test_replicates_at_a_bound_or_flat_are_excluded_one_by_one(monkeypatch: pyte
     # Flag every other replicate's power_floor fit as stuck at p's bound, and every third one's
     # exp_floor as flat; the rest of the bootstrap must use exactly the remaining replicates.
     rows, group = noisy_rows(seed=2)
-    real_fit = fits_bootstrap.fit_decay_models
-    calls = {"n": 0}
+    real_fit = fits_bootstrap.fit_profiles
 
     def flagging_fit(*args, **kwargs):
-        table = real_fit(*args, **kwargs)
-        b = calls["n"] - 1  # call 0 is the full-data fit
-        calls["n"] += 1
-        if b < 0:
-            return table
-        fits = list(table)
-        if b % 2 == 0:
-            fits = [dataclasses.replace(f, at_bound=("p",)) if f.name == "power_floor" else f for f in fits]
-        if b % 3 == 0:
-            fits = [dataclasses.replace(f, log_spread=0.0) if f.name == "exp_floor" else f for f in fits]
-        return FitTable(fits)
+        fits = real_fit(*args, **kwargs)  # the replicates, [n_boot] each
+        index = np.arange(fits["power_floor"].rss.size)
+        at_bound = fits["power_floor"].at_bound.copy()
+        at_bound[:, 2] |= index % 2 == 0  # column 2 is p
+        spread = np.where(index % 3 == 0, 0.0, fits["exp_floor"].log_spread)
+        return {**fits, "power_floor": dataclasses.replace(fits["power_floor"], at_bound=at_bound),
+                "exp_floor": dataclasses.replace(fits["exp_floor"], log_spread=spread)}
 
-    monkeypatch.setattr(fits_bootstrap, "fit_decay_models", flagging_fit)
+    monkeypatch.setattr(fits_bootstrap, "fit_profiles", flagging_fit)
     result = bootstrap_fits(R_BOOT, rows, n_boot=12, seed=3, group=group)
     index = np.arange(12)
     p_kept = index % 2 == 1

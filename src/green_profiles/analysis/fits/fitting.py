@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from green_profiles.analysis.fits.laws import (
+    BOUND_TOLERANCE,
     FIT_PARAMS,
     MODEL_FORMULAS,
     MODEL_NAMES,
@@ -429,7 +430,7 @@ def _at_bound(params: lmfit.Parameters) -> tuple[str, ...]:
     hits = []
     for par in params.values():
         width = par.max - par.min
-        if par.value <= par.min + 1e-6 * width or par.value >= par.max - 1e-6 * width:
+        if par.value <= par.min + BOUND_TOLERANCE * width or par.value >= par.max - BOUND_TOLERANCE * width:
             hits.append(par.name)
     return tuple(hits)
 

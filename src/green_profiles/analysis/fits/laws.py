@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "FIT_PARAMS",
+    "BOUND_TOLERANCE",
     "MODEL_FORMULAS",
     "MODEL_NAMES",
     "PAPER_P_RANGE",
@@ -47,6 +48,9 @@ POWER_MODELS: tuple[str, ...] = ("power", "power_floor")
 P_BOUNDS: tuple[float, float] = (0.0, 10.0)
 # The paper's reported range of the exponent p of the power law with floor (trained models, coherent text).
 PAPER_P_RANGE: tuple[float, float] = (0.7, 0.9)
+
+# A fitted parameter this close to a bound (a fraction of the bound's width) is "at the bound".
+BOUND_TOLERANCE: float = 1e-6
 
 # The fitted (internal) parameters of each model, in the order the optimizer sees them.
 FIT_PARAMS: dict[str, tuple[str, ...]] = {
