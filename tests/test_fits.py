@@ -449,9 +449,32 @@ def test_replicates_at_a_bound_or_flat_are_excluded_one_by_one(monkeypatch: pyte
     gaps = result.replicates["rmse_gap"][gap_kept]
     assert result.power_wins_fraction == pytest.approx(np.mean(gaps > 0))
     # The full-data fit is usable, so the point estimates and the verdict stand.
+    # The full-data fit is usable, but 8 of 12 replicates left out of the gap (67%, more than alpha/2 =
+    # 2.5%): an interval of the rest could hide a tail as large as the one it cut, so no winner.
     call = verdict(result)
-    assert call.winner == "power law" and call.n_excluded == 8 and call.p_excluded == 6
-    assert "left out of the gap: 8 flat or at a bound" in str(call)
+    assert call.winner == "undecided" and call.n_excluded == 8 and call.p_excluded == 6
+    assert call.gap_left_out == pytest.approx(8 / 12) and call.p_left_out == pytest.approx(6 / 12)
+    assert "left out of the gap: 8 flat or at a bound (66.7%)" in str(call)
+    assert "66.7% of the replicates left out of the gap, more than 2.5%" in call.note
+    assert "the p interval leaves out 50.0% of the replicates" in call.note
+
+
+@pytest.mark.parametrize(("left_out", "winner"), [(0, "power law"), (1, "power law"), (2, "undecided")])
+def test_a_verdict_stands_only_while_at_most_alpha_over_2_of_the_replicates_are_left_out(
+        monkeypatch: pytest.MonkeyPatch, left_out: int, winner: str) -> None:
+    """40 replicates at 95%: 1 left out is 2.5% (the limit, allowed), 2 are 5% (too many)."""
+    rows, group = noisy_rows(seed=2)
+    real_fit = fits_bootstrap.fit_profiles
+
+    def flagging_fit(*args, **kwargs):
+        fits = real_fit(*args, **kwargs)
+        spread = fits["exp_floor"].log_spread.copy()
+        spread[:left_out] = 0.0  # flat: left out of the gap
+        return {**fits, "exp_floor": dataclasses.replace(fits["exp_floor"], log_spread=spread)}
+
+    monkeypatch.setattr(fits_bootstrap, "fit_profiles", flagging_fit)
+    call = verdict(bootstrap_fits(R_BOOT, rows, n_boot=40, seed=3, group=group))
+    assert call.n_excluded == left_out and call.winner == winner
 
 
 # ---------------------------------------------------------------------------- verdict branches
@@ -489,11 +512,33 @@ def test_verdict_flat_for_a_constant_profile() -> None:
     assert result.n_excluded["p_power_floor"] == 10
     call = verdict(result)
     assert call.winner == "flat"
+    assert call.drop_low <= 0 <= call.drop_high and call.drop_distances == (1.0, 1536.0)
     assert all(math.isnan(v) for v in (call.p, call.p_low, call.p_high, call.gap))
     text = str(call)
-    assert text.startswith("flat — no decay")
+    assert text.startswith("flat — no decay measured: log drop r=1→1536: ")
     assert "p =" not in text and "nan" not in text
     assert "window bootstrap, 10 replicates, 48 windows" in text
+
+
+def test_a_small_real_decay_is_not_flat_and_a_flat_profile_is_flat_whatever_its_fits() -> None:
+    """The flat verdict is a test of the total log drop, not a threshold on the fitted curve: a noise-free
+    drop of 0.11 nats (which the old rule, RMS log spread < 0.05, called flat) decays; a flat profile
+    is flat even where a law fits its noise with a curve of some spread."""
+    small = lambda r: 0.8 * (1.0 + 0.18 * (r + 1.0) ** -0.5)  # noqa: E731 - log drop 0.115 nats over R_BOOT
+    assert np.log(small(R_BOOT[1]) / small(R_BOOT[-1])) == pytest.approx(0.115, abs=0.002)
+    rows, group = noisy_rows(seed=0, profile=small, window_sigma=0.02, entry_sigma=0.05)
+    result = bootstrap_fits(R_BOOT, rows, n_boot=40, seed=1, group=group)
+    assert result.point.get("power_floor").flat  # the old rule's reading
+    call = verdict(result)
+    assert call.winner != "flat" and 0 < call.drop_low < call.drop < call.drop_high < 0.2
+    rows, group = noisy_rows(seed=4, profile=constant_profile, window_sigma=0.05, entry_sigma=0.8)
+    assert verdict(bootstrap_fits(R_BOOT, rows, n_boot=40, seed=1, group=group)).winner == "flat"
+
+
+def test_an_exponent_within_one_percent_of_its_range_from_a_bound_is_stuck() -> None:
+    step = np.where(R_BOOT[1:] < 1.5, 1.0, 0.3)  # a drop at the first distance only: p runs to its bound
+    fit = fit_decay_models(R_BOOT[1:], step).get("power_floor")
+    assert fit.params["p"] > 9.9 and fit.shape_at_bound and not fit.usable
 
 
 def test_verdict_failed_when_a_floor_law_cannot_be_fitted() -> None:

@@ -6,7 +6,10 @@ per-distance median (or mean) profile and refits, giving percentile intervals fo
 ``p`` and for the log-RMSE gap between the exponential and the power law, both
 with floor. A replicate whose fit is flat or has its shape parameter at a bound
 measures no decay: it is left out of that statistic's interval (and of the gap)
-and counted. :func:`verdict` turns the result into a :class:`Verdict`.
+and counted, and a verdict resting on an interval that left out more than α/2 of
+the replicates is undecided. Whether the profile decays at all is tested without
+a model: the interval of its total log drop, first fitted distance to last, must
+lie above zero. :func:`verdict` turns the result into a :class:`Verdict`.
 """
 
 from __future__ import annotations
@@ -119,16 +122,23 @@ class BootstrapResult:
     n_failed: dict[str, int] = field(default_factory=dict)
     n_excluded: dict[str, int] = field(default_factory=dict)
     unit: str = "window"
+    log_drop: float = math.nan
+    drop_distances: tuple[float, float] = (math.nan, math.nan)
 
     @property
     def point_estimates(self) -> dict[str, float]:
         """The same statistics as ``replicates`` from the full-data fit (NaN where failed or not usable)."""
-        return {key: value for key, (value, _) in _statistics(self.point).items()}
+        return {**{key: value for key, (value, _) in _statistics(self.point).items()}, "log_drop": self.log_drop}
 
     @property
     def point_issues(self) -> dict[str, str]:
         """Why each point estimate is NaN (``"power_floor: flat"``, ``"failed: ..."``), ``""`` where it is usable."""
-        return {key: issue for key, (_, issue) in _statistics(self.point).items()}
+        drop = "" if math.isfinite(self.log_drop) else "fewer than two valid distances"
+        return {**{key: issue for key, (_, issue) in _statistics(self.point).items()}, "log_drop": drop}
+
+    def left_out(self, key: str) -> float:
+        """The share of replicates left out of statistic ``key``'s interval (failed, flat or at a bound)."""
+        return (self.n_failed.get(key, 0) + self.n_excluded.get(key, 0)) / self.n_boot
 
     def __str__(self) -> str:
         point, issues = self.point_estimates, self.point_issues
@@ -138,6 +148,8 @@ class BootstrapResult:
         for key, (lo, hi) in self.intervals.items():
             counts = [f"{n} {what}" for what, n in (("failed", self.n_failed.get(key, 0)),
                                                     ("excluded", self.n_excluded.get(key, 0))) if n]
+            if counts:
+                counts.append(f"{100 * self.left_out(key):.1f}% left out")
             lines.append(f"  {key:<14} {point[key]:.4g}  [{lo:.4g}, {hi:.4g}]"
                          + (f"  ({', '.join(counts)})" if counts else "")
                          + (f"  point fit: {issues[key]}" if issues[key] else ""))
@@ -335,6 +347,21 @@ def fit_replicates(
     # checked against it in the tests), each also started from the full-data optimum.
     replicates, n_failed, n_excluded = _replicate_statistics(
         fit_profiles(r_arr, profiles, weights, start_params=warm))
+    # The model-free test of decay: the total log drop between the first and the last fitted distance.
+    point_profile = np.asarray(profile, dtype=np.float64).ravel()
+    columns = np.nonzero((r_arr >= 1) & valid_mask(point_profile))[0]
+    log_drop, drop_distances = math.nan, (math.nan, math.nan)
+    replicates["log_drop"] = np.full(n_boot, np.nan)
+    if columns.size >= 2:
+        first, last = int(columns[0]), int(columns[-1])
+        log_drop = float(np.log(point_profile[first]) - np.log(point_profile[last]))
+        drop_distances = (float(r_arr[first]), float(r_arr[last]))
+        ends = profiles[:, [first, last]]
+        valid = valid_mask(ends).all(axis=1)
+        safe = np.where(valid[:, None], ends, 1.0)
+        replicates["log_drop"] = np.where(valid, np.log(safe[:, 0]) - np.log(safe[:, 1]), np.nan)
+    n_failed["log_drop"] = int(np.isnan(replicates["log_drop"]).sum())
+    n_excluded["log_drop"] = 0
 
     tail = 50.0 * (1.0 - confidence)
     intervals: dict[str, tuple[float, float]] = {}
@@ -360,6 +387,8 @@ def fit_replicates(
         n_failed=n_failed,
         n_excluded=n_excluded,
         unit=group_name,
+        log_drop=log_drop,
+        drop_distances=drop_distances,
     )
 
 
@@ -372,20 +401,22 @@ def fit_replicates(
 class Verdict:
     """Power law versus exponential (both with floor) for one profile, with the bootstrap evidence.
 
-    ``winner`` is one of ``"power law"`` (the whole gap interval above zero),
-    ``"exponential"`` (below zero), ``"undecided"`` (the interval straddles zero,
-    or the gap could not be measured: see ``note``), ``"flat"`` (both the power
-    and the exponential fit with floor of the full-data profile are flat: no
-    decay) or ``"failed"`` (one of those two fits failed). ``p`` is the exponent
-    of the power law with floor and ``p_low``, ``p_high`` its interval (NaN when
-    the full-data fit is not usable); ``gap`` = ``rmse(exp_floor) -
-    rmse(power_floor)`` in nats of log residual, with its interval.
+    ``winner``, by the rules of :func:`verdict`: ``"power law"`` (the whole gap
+    interval above zero), ``"exponential"`` (below zero), ``"undecided"`` (the
+    interval straddles zero, the gap could not be measured, or too many replicates
+    were left out: see ``note``), ``"flat"`` (the interval of the total log drop
+    does not lie above zero: no decay is measured) or ``"failed"`` (the full-data
+    power or exponential fit with floor failed). ``p`` is the exponent of the power
+    law with floor and ``p_low``, ``p_high`` its interval (NaN when the full-data
+    fit is not usable); ``gap`` = ``rmse(exp_floor) - rmse(power_floor)`` in nats
+    of log residual, with its interval; ``drop`` = ``log Ĝ(r_first) - log Ĝ(r_last)``
+    over the fitted distances ``drop_distances`` (nats), with its interval.
     ``power_wins_fraction`` is the share of usable replicates with a positive gap.
     ``n_excluded`` and ``n_failed`` count the replicates left out of the gap
-    interval (flat or at a bound; failed), ``p_excluded`` those left out of the
-    ``p`` interval for either reason. ``unit`` is what was resampled
-    (``"window"``, ``"document"``). ``str(verdict)`` is one sentence beginning
-    with the winner.
+    interval (flat or at a bound; failed) and ``gap_left_out`` is their share;
+    ``p_excluded`` and ``p_left_out`` the same for ``p``. ``unit`` is what was
+    resampled (``"window"``, ``"document"``). ``str(verdict)`` is one sentence
+    beginning with the winner.
     """
 
     winner: Winner
@@ -404,14 +435,28 @@ class Verdict:
     n_failed: int = 0
     p_excluded: int = 0
     note: str = ""
+    drop: float = math.nan
+    drop_low: float = math.nan
+    drop_high: float = math.nan
+    drop_distances: tuple[float, float] = (math.nan, math.nan)
+    gap_left_out: float = 0.0
+    p_left_out: float = 0.0
+
+    @property
+    def drop_text(self) -> str:
+        """The total log drop with its interval and distances, e.g. ``log drop r=1→384: 2.41 [2.30, 2.52] nats``."""
+        first, last = self.drop_distances
+        if not math.isfinite(self.drop):
+            return "log drop not measured"
+        return (f"log drop r={first:g}→{last:g}: {self.drop:.3g} "
+                f"[{self.drop_low:.3g}, {self.drop_high:.3g}] nats")
 
     def __str__(self) -> str:
         level = f"{100 * self.confidence:g}%"
         evidence = (f"({level} {self.unit} bootstrap, {self.n_boot} replicates, "
                     f"{self.n_groups} {_plural(self.unit, self.n_groups)})")
         if self.winner == "flat":
-            return (f"flat — no decay: the power and exponential fits with floor are constant over the fitted "
-                    f"distances {evidence}")
+            return f"flat — no decay measured: {self.drop_text} {evidence}"
         if self.winner == "failed":
             return f"failed: {self.note} {evidence}"
         if math.isfinite(self.p):
@@ -423,15 +468,15 @@ class Verdict:
                         f"{self.gap:+.3f} [{self.gap_low:+.3f}, {self.gap_high:+.3f}]")
         else:
             gap_text = "log-RMSE gap exp - power (both with floor) not measured"
-        text = f"{self.winner}: {p_text}, {gap_text} {evidence}"
+        text = f"{self.winner}: {p_text}, {gap_text}, {self.drop_text} {evidence}"
         if math.isfinite(self.power_wins_fraction):
             text += f"; power law better in {100 * self.power_wins_fraction:.0f}% of replicates"
         left_out = [f"{n} {what}" for what, n in (("failed", self.n_failed), ("flat or at a bound", self.n_excluded))
                     if n]
         if left_out:
-            text += f"; left out of the gap: {', '.join(left_out)}"
+            text += f"; left out of the gap: {', '.join(left_out)} ({100 * self.gap_left_out:.1f}%)"
         if self.p_excluded:
-            text += f"; left out of p: {self.p_excluded}"
+            text += f"; left out of p: {self.p_excluded} ({100 * self.p_left_out:.1f}%)"
         if self.note:
             text += f"; {self.note}"
         return text
@@ -440,11 +485,20 @@ class Verdict:
 def verdict(result: BootstrapResult) -> Verdict:
     """The :class:`Verdict` of a bootstrap: power law, exponential, undecided, flat or failed.
 
-    Rules, in order: ``"failed"`` when the full-data ``power_floor`` or
-    ``exp_floor`` fit failed; ``"flat"`` when both are flat; ``"power law"`` when
-    the whole gap interval is above zero and ``"exponential"`` when it is below,
-    given a usable full-data gap; ``"undecided"`` otherwise (interval across
-    zero, a full-data fit at a bound or flat, or no usable replicate).
+    Rules, in order, with ``α = 1 - confidence``:
+
+    1. ``"failed"`` when the full-data ``power_floor`` or ``exp_floor`` fit failed;
+    2. ``"flat"`` when the interval of the total log drop (first to last fitted
+       distance, a model-free statistic) does not lie above zero;
+    3. ``"undecided"`` when the full-data gap is not usable (a fit flat or at a
+       bound), when no replicate has a usable gap, or when more than ``α/2`` of the
+       replicates were left out of the gap's interval (an interval conditional on a
+       usable fit could then hide a tail as large as the one it cuts);
+    4. ``"power law"`` when the whole gap interval is above zero, ``"exponential"``
+       when it is below, ``"undecided"`` otherwise.
+
+    A ``p`` interval with more than ``α/2`` of its replicates left out is reported
+    with a note saying so.
     """
     point = result.point_estimates
     issues = result.point_issues
@@ -452,28 +506,38 @@ def verdict(result: BootstrapResult) -> Verdict:
     gap_low, gap_high = result.intervals["rmse_gap"]
     p = point["p_power_floor"]
     p_low, p_high = result.intervals["p_power_floor"] if math.isfinite(p) else (math.nan, math.nan)
+    drop_low, drop_high = result.intervals.get("log_drop", (math.nan, math.nan))
+    half_alpha = (1.0 - result.confidence) / 2.0
+    gap_left_out, p_left_out = result.left_out("rmse_gap"), result.left_out("p_power_floor")
     fits = {name: result.point.get(name) for name in ("power_floor", "exp_floor")}
     failed = [name for name, fit in fits.items() if fit is None or not fit.success]
-    note = ""
+    notes = []
     winner: Winner
     if failed:
         winner = "failed"
-        note = "; ".join(f"{name} fit failed ({fit.message if fit is not None else 'not fitted'})"
-                         for name, fit in fits.items() if name in failed)
-    elif all(fit is not None and fit.flat for fit in fits.values()):
+        notes.append("; ".join(f"{name} fit failed ({fit.message if fit is not None else 'not fitted'})"
+                               for name, fit in fits.items() if name in failed))
+    elif not drop_low > 0:
         winner = "flat"
     elif not math.isfinite(gap):
         winner = "undecided"
-        note = f"full-data fit not usable ({issues['rmse_gap']})"
+        notes.append(f"full-data fit not usable ({issues['rmse_gap']})")
     elif not (math.isfinite(gap_low) and math.isfinite(gap_high)):
         winner = "undecided"
-        note = "no replicate with usable fits"
+        notes.append("no replicate with usable fits")
+    elif gap_left_out > half_alpha:
+        winner = "undecided"
+        notes.append(f"{100 * gap_left_out:.1f}% of the replicates left out of the gap, more than "
+                     f"{100 * half_alpha:g}%")
     elif gap_low > 0:
         winner = "power law"
     elif gap_high < 0:
         winner = "exponential"
     else:
         winner = "undecided"
+    if winner not in ("failed", "flat") and math.isfinite(p) and p_left_out > half_alpha:
+        notes.append(f"the p interval leaves out {100 * p_left_out:.1f}% of the replicates, more than "
+                     f"{100 * half_alpha:g}%")
     return Verdict(
         winner=winner,
         p=p,
@@ -490,5 +554,11 @@ def verdict(result: BootstrapResult) -> Verdict:
         n_excluded=result.n_excluded.get("rmse_gap", 0),
         n_failed=result.n_failed.get("rmse_gap", 0),
         p_excluded=result.n_excluded.get("p_power_floor", 0) + result.n_failed.get("p_power_floor", 0),
-        note=note,
+        note="; ".join(notes),
+        drop=point["log_drop"],
+        drop_low=drop_low,
+        drop_high=drop_high,
+        drop_distances=result.drop_distances,
+        gap_left_out=gap_left_out,
+        p_left_out=p_left_out,
     )
