@@ -79,7 +79,7 @@ def test_the_registry_lists_every_notebook_and_the_books_experiment_pages():
 
 def test_parameters_are_defaults_then_settings_then_overrides():
     assert experiment_parameters("random_init", "default") == EXPERIMENTS["random_init"].defaults() | {
-        "seq_len": 512, "n_windows": 16, "target_stride": 8, "n_boot": 200}
+        "seq_len": 512, "n_windows": 16, "target_stride": 8, "n_boot": 2000}
     smoke = experiment_parameters("random_init", "smoke", {"seq_len": 256})
     assert (smoke["seq_len"], smoke["n_windows"], smoke["hook_windows"], smoke["corpus"]) == (256, 6, 2, "gutenberg")
     # `all` gives an experiment only the parameters it declares.
@@ -194,13 +194,15 @@ def test_summary_table_writes_intervals_next_to_estimates():
               "verdict": "power law: p = 1.093 ..."}
     flat = record | {"label": "random init · pred", "p": float("nan"), "p_low": float("nan"),
                      "p_high": float("nan"), "rmse_gap": float("nan"), "verdict_word": "flat"}
-    table = summary_table([record, flat])
+    rising = flat | {"label": "random init · true", "verdict_word": "rising"}
+    table = summary_table([record, flat, rising])
     row = table.loc["gutenberg · pred"]
     assert row["p [95% CI]"] == "1.09 [0.90, 1.29]"
     assert row["gap exp − power [95% CI]"] == "+0.100 [+0.006, +0.146]"
     assert (row["top-1 acc."], row["verdict"]) == ("28.1%", "power law")
     assert table.loc["random init · pred", "p [95% CI]"] == "flat — no decay"
     assert table.loc["random init · pred", "verdict"] == "flat"
+    assert table.loc["random init · true", "p [95% CI]"] == "rising — no decay"
     assert verdict_list([record]) == "- **gutenberg · pred**: power law: p = 1.093 ..."
 
 

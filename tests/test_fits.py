@@ -535,6 +535,16 @@ def test_a_small_real_decay_is_not_flat_and_a_flat_profile_is_flat_whatever_its_
     assert verdict(bootstrap_fits(R_BOOT, rows, n_boot=40, seed=1, group=group)).winner == "flat"
 
 
+def test_a_profile_that_grows_with_distance_is_rising_not_flat() -> None:
+    """Random-init SmolLM2's profile grows with r (its log drop is -1.8 nats): no decay, but not flat either."""
+    rising = lambda r: 0.1 * (r + 1.0) ** 0.3  # noqa: E731
+    rows, group = noisy_rows(seed=0, profile=rising, window_sigma=0.05, entry_sigma=0.2)
+    call = verdict(bootstrap_fits(R_BOOT, rows, n_boot=20, seed=1, group=group))
+    assert call.winner == "rising" and call.drop_high < 0
+    assert str(call).startswith("rising — no decay, the profile grows with distance: log drop r=1→1536: -")
+    assert "p =" not in str(call)
+
+
 def test_an_exponent_within_one_percent_of_its_range_from_a_bound_is_stuck() -> None:
     step = np.where(R_BOOT[1:] < 1.5, 1.0, 0.3)  # a drop at the first distance only: p runs to its bound
     fit = fit_decay_models(R_BOOT[1:], step).get("power_floor")

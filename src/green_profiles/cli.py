@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (not part of the cache key)")
     run.add_argument("--selection", choices=SELECTIONS + ("both",), default="both",
                      help="token selection(s) to fit: pred (the paper's figures), true, or both")
-    run.add_argument("--bootstrap", type=int, default=200, metavar="N",
+    run.add_argument("--bootstrap", type=int, default=2000, metavar="N",
                      help="window-bootstrap replicates for the intervals (0 to skip; default 200)")
     run.add_argument("--recompute", action="store_true", help="measure again even if the run is stored")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a stored run's profile, fits and verdict (no measuring)")
     show.add_argument("run", help="a run key (see `list`) or a run directory")
     show.add_argument("--selection", choices=SELECTIONS + ("both",), default="both")
-    show.add_argument("--bootstrap", type=int, default=200, metavar="N", help="bootstrap replicates (0 to skip)")
+    show.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap replicates (0 to skip)")
     show.set_defaults(handler=_show)
 
     notebook = commands.add_parser("notebook", help="execute one experiment notebook into the book (papermill)")

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from green_profiles.analysis.fits import N_BOOT
 from green_profiles.runs.configuration import Selection
 from green_profiles.analysis.profiles import ProfileRun
 
@@ -31,7 +32,7 @@ def summarized_layers(n_layers: int, step: int = 1) -> list[int]:
     return sorted({*range(0, n_layers, step), n_layers - 1})
 
 
-def layer_summaries(run: ProfileRun, selection: Selection = "pred", n_boot: int = 200, seed: int = 0,
+def layer_summaries(run: ProfileRun, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
                     layers: Sequence[int] | None = None) -> Any:
     """One line per layer: :meth:`ProfileRun.summary` of its profile (``p``, the log-RMSE gap exp − power,
     their 95% bootstrap intervals, the verdict), indexed by ``layer``.

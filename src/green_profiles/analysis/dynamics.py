@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from green_profiles.analysis.comparison import compare_exponents
-from green_profiles.analysis.fits import verdict
+from green_profiles.analysis.fits import N_BOOT, verdict
 from green_profiles.models.families import (
     FAMILIES,
     checkpoint_directory,
@@ -40,7 +40,7 @@ PYTHIA_TOKENS_PER_STEP = 2_097_152
 RANDOM_INIT = "random init"
 
 
-def run_record(run: ProfileRun, *, selection: str = "pred", n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+def run_record(run: ProfileRun, *, selection: str = "pred", n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """The headline numbers of one run with intervals (95%, documents resampled): ``p``, the floor
     ``floor`` (γ, dimensionless like Ĝ) and ``rmse_gap`` (nats of log-RMSE), each with ``_low``/``_high``,
     the verdict, the best law, top-1 accuracy and mean loss at the targets. NaN where a fit is flat or at a bound."""
@@ -59,7 +59,7 @@ def run_record(run: ProfileRun, *, selection: str = "pred", n_boot: int = 200, s
     }
 
 
-def dynamics_table(runs: Mapping[tuple[str, ...], ProfileRun], *, selection: str = "pred", n_boot: int = 200,
+def dynamics_table(runs: Mapping[tuple[str, ...], ProfileRun], *, selection: str = "pred", n_boot: int = N_BOOT,
                    seed: int = 0, data_dir: Path | None = None) -> Any:
     """One line per run of the notebook (roles ``(model, "step<N>")`` or ``(model, "random init")``).
 

@@ -29,7 +29,7 @@ from green_profiles.runs.configuration import SELECTIONS, RunConfig, Selection
 from green_profiles.runs.measurement import measure_run
 from green_profiles.runs.store import CorruptRunError, StoredRun, read_run, runs_directory, stored_metadata
 from green_profiles.kernel.counts import NormCounts, count_norms, valid_mask
-from green_profiles.analysis.fits import bootstrap_fits, fit_decay_models, verdict
+from green_profiles.analysis.fits import N_BOOT, bootstrap_fits, fit_decay_models, verdict
 
 _STATISTICS = ("median", "mean", "trimmed_mean", "q10", "q25", "q75", "q90")
 # With fewer documents than this a document bootstrap has too few units to resample; windows are used.
@@ -225,7 +225,7 @@ class ProfileRun:
                       "instead of documents, and overlapping windows make its intervals too narrow", stacklevel=3)
         return "window", self.window_of_row
 
-    def bootstrap(self, selection: Selection = "pred", n_boot: int = 200, seed: int = 0,
+    def bootstrap(self, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
                   statistic: Literal["median", "mean"] = "median",
                   unit: Literal["document", "window"] | None = None, layer: int | None = None) -> Any:
         """Bootstrap of the fits over whole documents (a BootstrapResult; see :meth:`resampling_unit`).
@@ -237,7 +237,7 @@ class ProfileRun:
         return bootstrap_fits(self.distances, self.normalized(selection, layer), n_boot=n_boot, seed=seed,
                               group=labels, group_name=unit_name, statistic=statistic)
 
-    def summary(self, selection: Selection = "pred", n_boot: int = 200, seed: int = 0,
+    def summary(self, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
                 layer: int | None = None) -> dict[str, Any]:
         """One flat record of the run's headline numbers, for tables and forest plots.
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from green_profiles.analysis.comparison import compare_exponents, compare_with_paper  # noqa: F401
-from green_profiles.analysis.fits import verdict
+from green_profiles.analysis.fits import N_BOOT, NO_DECAY, verdict
 from green_profiles.analysis.profiles import MIN_DOCUMENTS_TO_RESAMPLE, run_profile
 
 if TYPE_CHECKING:
@@ -80,10 +80,12 @@ def role_label(role: Sequence[str], models: Sequence[str]) -> str:
 def interval_text(record: Mapping[str, Any], key: str, spec: str) -> str:
     """``"0.97 [0.89, 1.05]"``: a summary record's estimate ``key`` with its interval (``key_low``, ``key_high``).
 
-    Where there is no estimate, says why: "flat — no decay" for a flat profile, else "no estimate".
+    Where there is no estimate, says why: "flat — no decay" for a flat profile, "rising — no decay" for one
+    that grows with distance, else "no estimate".
     """
     if not math.isfinite(record[key]):
-        return "flat — no decay" if record.get("verdict_word") == "flat" else "no estimate"
+        word = record.get("verdict_word")
+        return f"{word} — no decay" if word in NO_DECAY else "no estimate"
     low, high = record[f"{key}_low"], record[f"{key}_high"]
     return f"{record[key]:{spec}} [{low:{spec}}, {high:{spec}}]"
 
@@ -125,7 +127,7 @@ def corpus_family(corpus: str) -> str:
     return _CORPUS_FAMILIES.get(corpus, corpus)
 
 
-def resampling_comparison(runs: Mapping[str, ProfileRun], selection: str = "pred", n_boot: int = 200,
+def resampling_comparison(runs: Mapping[str, ProfileRun], selection: str = "pred", n_boot: int = N_BOOT,
                           seed: int = 0) -> Any:
     """The same runs' intervals with windows and with documents as the bootstrap's resampling unit.
 

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from green_profiles.runs.configuration import Selection
-from green_profiles.analysis.fits import PAPER_P_RANGE
+from green_profiles.analysis.fits import NO_DECAY, PAPER_P_RANGE
 from green_profiles.analysis.profiles import ProfileRun, source_profile
 from green_profiles.analysis.text_statistics import MutualInformationFit, MutualInformationProfile
 from green_profiles.kernel.counts import valid_mask
@@ -156,7 +156,8 @@ def plot_forest(ax: Axes, summaries: Any, *, value: str = "p", paper_band: tuple
         color = row.get("color") or condition_color(str(row["label"]))
         estimate, low, high = (float(row[key]) for key in (value, f"{value}_low", f"{value}_high"))
         if not np.isfinite(estimate):
-            why = "flat — no decay" if row.get("verdict_word") == "flat" else "no estimate (fit failed or at a bound)"
+            word = row.get("verdict_word")
+            why = f"{word} — no decay" if word in NO_DECAY else "no estimate (fit failed or at a bound)"
             ax.text(0.02 * right, position, why, va="center", fontsize="small", color=color)
             continue
         if estimate > right:

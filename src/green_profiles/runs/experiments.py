@@ -55,7 +55,7 @@ SHARED_PARAMETERS: Mapping[str, Any] = {
     "split": "test",            # split of a hub corpus (wikitext-103): "train", "validation" or "test"
     "published": False,         # True: every model at its family's published run (L, targets, buffer, sampler, seed)
     "targets_per_window": None,  # with published: thin the targets to this many (CPU rehearsals); None keeps all
-    "n_boot": 200,              # bootstrap replicates for the intervals (documents resampled)
+    "n_boot": 2000,             # bootstrap replicates for the intervals (documents resampled)
     "selection": "pred",        # token whose logit is differentiated: "pred" (argmax, the paper's) or "true"
 }
 

@@ -20,7 +20,15 @@ gradient norms, hence also dimensionless). One module per idea:
     How ``p`` moves with the fitted range (:func:`fit_range_scan`).
 """
 
-from green_profiles.analysis.fits.bootstrap import BootstrapResult, Verdict, bootstrap_fits, fit_replicates, verdict
+from green_profiles.analysis.fits.bootstrap import (
+    N_BOOT,
+    NO_DECAY,
+    BootstrapResult,
+    Verdict,
+    bootstrap_fits,
+    fit_replicates,
+    verdict,
+)
 from green_profiles.analysis.fits.fitting import FLAT_LOG_SPREAD, FitResult, FitTable, fit_decay_models, rmse_gap
 from green_profiles.analysis.fits.laws import (
     MODEL_FORMULAS,
@@ -35,6 +43,8 @@ from green_profiles.analysis.fits.range_scan import fit_range_scan
 __all__ = [
     "FLAT_LOG_SPREAD",
     "MODEL_FORMULAS",
+    "NO_DECAY",
+    "N_BOOT",
     "MODEL_NAMES",
     "PAPER_P_RANGE",
     "POWER_MODELS",

@@ -26,9 +26,15 @@ from green_profiles.analysis.fits.fitting import FitResult, FitTable, fit_decay_
 from green_profiles.analysis.fits.laws import FloatArray
 from green_profiles.kernel.counts import valid_mask
 
-__all__ = ["BootstrapResult", "Verdict", "Winner", "bootstrap_fits", "fit_replicates", "verdict"]
+__all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "Verdict", "Winner", "bootstrap_fits", "fit_replicates", "verdict"]
 
-Winner = Literal["power law", "exponential", "undecided", "flat", "failed"]
+# Replicates of a bootstrap unless asked otherwise: the 2.5% endpoint of a 95% interval then rests on 50
+# replicates, and two seeds move it by a few hundredths of p (the methods page says how much).
+N_BOOT: int = 2000
+
+Winner = Literal["power law", "exponential", "undecided", "flat", "rising", "failed"]
+# The verdicts that say the profile does not decay (no law is compared, no exponent shown).
+NO_DECAY: tuple[str, ...] = ("flat", "rising")
 
 # Each bootstrap statistic: the models whose fits it needs, and how to read it off a table.
 _STATISTIC_MODELS: dict[str, tuple[str, ...]] = {
@@ -208,7 +214,7 @@ class _ColumnAggregator:
 def bootstrap_fits(
     r: ArrayLike,
     rows: ArrayLike,
-    n_boot: int = 200,
+    n_boot: int = N_BOOT,
     seed: int | None = 0,
     group: ArrayLike | None = None,
     statistic: Literal["median", "mean"] = "median",
@@ -405,7 +411,8 @@ class Verdict:
     interval above zero), ``"exponential"`` (below zero), ``"undecided"`` (the
     interval straddles zero, the gap could not be measured, or too many replicates
     were left out: see ``note``), ``"flat"`` (the interval of the total log drop
-    does not lie above zero: no decay is measured) or ``"failed"`` (the full-data
+    contains zero: no decay is measured), ``"rising"`` (it lies below zero: the
+    profile grows with distance) or ``"failed"`` (the full-data
     power or exponential fit with floor failed). ``p`` is the exponent of the power
     law with floor and ``p_low``, ``p_high`` its interval (NaN when the full-data
     fit is not usable); ``gap`` = ``rmse(exp_floor) - rmse(power_floor)`` in nats
@@ -457,6 +464,8 @@ class Verdict:
                     f"{self.n_groups} {_plural(self.unit, self.n_groups)})")
         if self.winner == "flat":
             return f"flat — no decay measured: {self.drop_text} {evidence}"
+        if self.winner == "rising":
+            return f"rising — no decay, the profile grows with distance: {self.drop_text} {evidence}"
         if self.winner == "failed":
             return f"failed: {self.note} {evidence}"
         if math.isfinite(self.p):
@@ -489,7 +498,8 @@ def verdict(result: BootstrapResult) -> Verdict:
 
     1. ``"failed"`` when the full-data ``power_floor`` or ``exp_floor`` fit failed;
     2. ``"flat"`` when the interval of the total log drop (first to last fitted
-       distance, a model-free statistic) does not lie above zero;
+       distance, a model-free statistic) contains zero, ``"rising"`` when it lies
+       below zero;
     3. ``"undecided"`` when the full-data gap is not usable (a fit flat or at a
        bound), when no replicate has a usable gap, or when more than ``α/2`` of the
        replicates were left out of the gap's interval (an interval conditional on a
@@ -517,6 +527,8 @@ def verdict(result: BootstrapResult) -> Verdict:
         winner = "failed"
         notes.append("; ".join(f"{name} fit failed ({fit.message if fit is not None else 'not fitted'})"
                                for name, fit in fits.items() if name in failed))
+    elif drop_high < 0:
+        winner = "rising"
     elif not drop_low > 0:
         winner = "flat"
     elif not math.isfinite(gap):
@@ -535,7 +547,7 @@ def verdict(result: BootstrapResult) -> Verdict:
         winner = "exponential"
     else:
         winner = "undecided"
-    if winner not in ("failed", "flat") and math.isfinite(p) and p_left_out > half_alpha:
+    if winner != "failed" and winner not in NO_DECAY and math.isfinite(p) and p_left_out > half_alpha:
         notes.append(f"the p interval leaves out {100 * p_left_out:.1f}% of the replicates, more than "
                      f"{100 * half_alpha:g}%")
     return Verdict(
