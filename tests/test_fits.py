@@ -21,6 +21,7 @@ from green_profiles.analysis.fits import (
     fit_decay_models,
     fit_range_scan,
     model_curve,
+    paired_difference,
     rmse_gap,
     verdict,
 )
@@ -601,3 +602,41 @@ def test_valid_mask_is_finite_and_positive() -> None:
     values = np.array([[1.0, 0.0, -2.0], [np.nan, np.inf, 1e-300]])
     assert valid_mask(values).tolist() == [[True, False, False], [False, False, True]]
     assert valid_mask([-np.inf, 3]).tolist() == [False, True]
+
+
+# ---------------------------------------------------------------------------- two runs compared
+
+
+def test_a_paired_difference_resolves_what_overlapping_intervals_cannot() -> None:
+    """Two profiles of the same windows, one 8% steeper: each window has its own exponent (0.8 give or take
+    0.3), which makes both intervals wide; raising the rows to the power 1.08 keeps that window-to-window
+    variation, which a paired difference cancels. The intervals overlap, the paired interval of the
+    difference excludes zero and is far narrower than the unpaired one."""
+    rng = np.random.default_rng(5)
+    slopes = np.repeat(0.8 + rng.normal(0.0, 0.3, 24), 8)
+    rows = (R_BOOT + 1.0)[None, :] ** -slopes[:, None] * np.exp(rng.normal(0.0, 0.3, (192, R_BOOT.size)))
+    rows[:, 0] = 1.0
+    group = np.repeat(np.arange(24), 8)
+    a = bootstrap_fits(R_BOOT, rows ** 1.08, n_boot=400, seed=2, group=group)
+    b = bootstrap_fits(R_BOOT, rows, n_boot=400, seed=2, group=group)
+    (a_low, a_high), (b_low, b_high) = a.intervals["p_power"], b.intervals["p_power"]
+    assert a_low < b_high  # the intervals overlap
+    paired = paired_difference(a, b, "p_power")
+    assert paired.paired and paired.resolved and paired.low > 0
+    assert paired.difference == pytest.approx(a.point_estimates["p_power"] - b.point_estimates["p_power"])
+    assert 0.05 < paired.difference < 0.08
+    unpaired = paired_difference(a, bootstrap_fits(R_BOOT, rows, n_boot=400, seed=3, group=group), "p_power")
+    assert not unpaired.paired and (unpaired.high - unpaired.low) > 3 * (paired.high - paired.low)
+    assert "paired over the same windows" in str(paired) and "unpaired" in str(unpaired)
+    assert paired.n_pairs == 400 and paired.left_out == 0.0
+
+
+def test_pairing_needs_the_same_groups_seed_and_replicates() -> None:
+    rows, group = noisy_rows(seed=6, n_windows=12, per_window=4)
+    a = bootstrap_fits(R_BOOT, rows, n_boot=20, seed=0, group=group)
+    assert a.groups == tuple(str(i) for i in range(12))
+    assert paired_difference(a, bootstrap_fits(R_BOOT, rows, n_boot=20, seed=0, group=group)).paired
+    assert not paired_difference(a, bootstrap_fits(R_BOOT, rows, n_boot=20, seed=0, group=group + 100)).paired
+    assert not paired_difference(a, bootstrap_fits(R_BOOT, rows, n_boot=30, seed=0, group=group)).paired
+    same = paired_difference(a, a)
+    assert same.difference == 0.0 and same.low == 0.0 == same.high and not same.resolved

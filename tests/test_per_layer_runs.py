@@ -97,6 +97,8 @@ def test_profiles_fits_and_bootstrap_by_layer(plain_and_flagged):
     with pytest.warns(UserWarning, match="resamples windows"):
         table = layer_summaries(layered, "pred", n_boot=5)
     assert list(table.index) == [0, 1] and {"p", "p_low", "p_high", "rmse_gap", "verdict_word"} <= set(table)
+    assert table.loc[0, "p_vs_first"] == "—"  # layer 1 against layer 0, paired (or no comparison: no exponent)
+    assert "(paired)" in table.loc[1, "p_vs_first"] or table.loc[1, "p_vs_first"].startswith("no comparison")
     with pytest.raises(ValueError, match="without per_layer"):
         plain.raw("pred", layer=0)
     with pytest.raises(ValueError, match="without per_layer"):

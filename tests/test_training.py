@@ -189,3 +189,29 @@ def test_emergence_finds_the_checkpoint_from_which_the_power_law_stays():
     assert "from step 40" in emergence_text({"m": item})
     never = emergence(table.assign(verdict_word="undecided"))["m"]
     assert never["first_power_step"] != never["first_power_step"]  # NaN
+
+
+def test_the_last_two_checkpoints_are_compared_paired_over_the_same_documents():
+    """With the bootstraps in the table (as dynamics_table keeps them), the last checkpoint's p is compared
+    with the one before by the paired difference over the same resampled documents, not by overlap."""
+    import numpy as np
+    import pandas as pd
+
+    from green_profiles.analysis.dynamics import emergence
+    from green_profiles.analysis.fits import bootstrap_fits
+
+    rng = np.random.default_rng(0)
+    r = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256], dtype=float)
+    slopes = np.repeat(0.9 + rng.normal(0.0, 0.3, 16), 4)
+    rows = (r + 1.0)[None, :] ** -slopes[:, None] * np.exp(rng.normal(0.0, 0.2, (64, r.size)))
+    group = np.repeat(np.arange(16), 4)
+    before = bootstrap_fits(r, rows, n_boot=300, seed=0, group=group)
+    last = bootstrap_fits(r, rows ** 1.1, n_boot=300, seed=0, group=group)
+    table = pd.DataFrame([
+        {"model": "m", "checkpoint": f"step{step}", "step": step, "tokens": step, "verdict_word": "power law",
+         "p": result.point_estimates["p_power_floor"], "p_low": result.intervals["p_power_floor"][0],
+         "p_high": result.intervals["p_power_floor"][1], "bootstrap": result}
+        for step, result in ((10, before), (20, last))])
+    assert table.loc[1, "p_low"] < table.loc[0, "p_high"]  # the intervals overlap
+    assert emergence(table)["m"]["settles"].startswith("steeper by +0.")
+    assert "(paired)" in emergence(table)["m"]["settles"]

@@ -1,4 +1,5 @@
-"""Where an exponent stands: against the paper's range of ``p``, and against another run's exponent."""
+"""Where an exponent stands: against the paper's range of ``p``, and against another run's exponent
+(paired over the same documents where the two runs share them, by their intervals where only records are left)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from green_profiles.analysis.fits import PAPER_P_RANGE
+from green_profiles.analysis.fits import PAPER_P_RANGE, BootstrapResult, paired_difference
 
 
 def compare_with_paper(p: float, low: float, high: float, paper: tuple[float, float] = PAPER_P_RANGE) -> str:
@@ -41,3 +42,23 @@ def compare_exponents(first: Mapping[str, Any], second: Mapping[str, Any]) -> st
     if first["p_high"] < second["p_low"]:
         return "shallower"
     return "intervals overlap"
+
+
+def compare_runs(first: BootstrapResult, second: BootstrapResult, key: str = "p_power_floor") -> str:
+    """How ``key`` (default: ``p`` of the power law with floor) of one bootstrap stands against another's.
+
+    From :func:`~green_profiles.analysis.fits.paired_difference`: "steeper by +0.12 [+0.05, +0.19] (paired)"
+    or "shallower by ..." when the interval of the difference excludes zero, "no difference resolved:
+    +0.02 [-0.04, +0.08] (paired)" when it does not ("unpaired" where the runs resample different
+    text), "no comparison" when either has no estimate.
+    """
+    difference = paired_difference(first, second, key)
+    if not (math.isfinite(difference.difference) and math.isfinite(difference.low)):
+        return "no comparison (an exponent is missing)"
+    numbers = (f"{difference.difference:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}] "
+               f"({'paired' if difference.paired else 'unpaired'})")
+    if difference.low > 0:
+        return f"steeper by {numbers}"
+    if difference.high < 0:
+        return f"shallower by {numbers}"
+    return f"no difference resolved: {numbers}"

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from green_profiles.analysis.comparison import compare_runs
 from green_profiles.analysis.fits import N_BOOT
 from green_profiles.runs.configuration import Selection
 from green_profiles.analysis.profiles import ProfileRun
@@ -38,7 +39,9 @@ def layer_summaries(run: ProfileRun, selection: Selection = "pred", n_boot: int 
     their 95% bootstrap intervals, the verdict), indexed by ``layer``.
 
     Every layer's bootstrap draws the same documents (the same ``seed``), so the layers'
-    intervals come from the same resampled text.
+    intervals come from the same resampled text, and ``p_vs_first`` compares each layer's ``p`` with
+    the first summarized layer's, paired over those documents
+    (:func:`~green_profiles.analysis.comparison.compare_runs`).
 
     Args:
         run: a run measured with ``per_layer``.
@@ -51,8 +54,11 @@ def layer_summaries(run: ProfileRun, selection: Selection = "pred", n_boot: int 
 
     if not run.n_layers:
         raise ValueError(f"run {run.key} was measured without per_layer: it has no per-layer rows")
-    chosen = range(run.n_layers) if layers is None else layers
-    records = [run.summary(selection, n_boot=n_boot, seed=seed, layer=layer) for layer in chosen]
+    chosen = list(range(run.n_layers) if layers is None else layers)
+    results = {layer: run.bootstrap(selection, n_boot=n_boot, seed=seed, layer=layer) for layer in chosen}
+    records = [run.summary(selection, layer=layer, result=result) | {
+                   "p_vs_first": compare_runs(result, results[chosen[0]]) if layer != chosen[0] else "—"}
+               for layer, result in results.items()]
     return pd.DataFrame.from_records(records).set_index("layer")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from green_profiles.analysis.comparison import compare_exponents
+from green_profiles.analysis.comparison import compare_exponents, compare_runs
 from green_profiles.analysis.fits import N_BOOT, verdict
 from green_profiles.models.families import (
     FAMILIES,
@@ -43,7 +43,8 @@ RANDOM_INIT = "random init"
 def run_record(run: ProfileRun, *, selection: str = "pred", n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """The headline numbers of one run with intervals (95%, documents resampled): ``p``, the floor
     ``floor`` (γ, dimensionless like Ĝ) and ``rmse_gap`` (nats of log-RMSE), each with ``_low``/``_high``,
-    the verdict, the best law, top-1 accuracy and mean loss at the targets. NaN where a fit is flat or at a bound."""
+    the verdict, the best law, top-1 accuracy and mean loss at the targets, and the ``bootstrap`` itself
+    (for paired comparisons of checkpoints). NaN where a fit is flat or at a bound."""
     result = run.bootstrap(selection, n_boot=n_boot, seed=seed)
     decision = verdict(result)
     floor = result.point_estimates["c_power_floor"]
@@ -55,7 +56,7 @@ def run_record(run: ProfileRun, *, selection: str = "pred", n_boot: int = N_BOOT
         "rmse_gap": decision.gap, "rmse_gap_low": decision.gap_low, "rmse_gap_high": decision.gap_high,
         "verdict_word": decision.winner, "verdict": str(decision), "best_model": best.name if best else None,
         "top1_accuracy": run.top1_accuracy, "mean_loss": run.mean_loss, "rows": run.n_rows,
-        "bootstrap_unit": decision.unit,
+        "bootstrap_unit": decision.unit, "bootstrap": result,
     }
 
 
@@ -130,9 +131,10 @@ def emergence(table: Any) -> dict[str, dict[str, Any]]:
 
     ``first_power_tokens``/``first_power_step``: the first checkpoint whose verdict is "power law" and
     stays so at every later checkpoint (NaN when none); ``last_not_power``: the verdict of the checkpoint
-    before it; ``p_final`` with interval; ``settles``: :func:`~green_profiles.analysis.comparison.compare_exponents` of
-    the last checkpoint's ``p`` against the one before ("intervals overlap" means no change was
-    resolved); ``random_verdict``: the verdict of the ``@random`` twin.
+    before it; ``p_final`` with interval; ``settles``: :func:`~green_profiles.analysis.comparison.compare_runs` of
+    the last checkpoint's ``p`` against the one before, paired over the same held-out documents
+    ("no difference resolved" means no change was measured; a table without the bootstraps falls back
+    to :func:`~green_profiles.analysis.comparison.compare_exponents`, "intervals overlap"); ``random_verdict``: the verdict of the ``@random`` twin.
     """
     out: dict[str, dict[str, Any]] = {}
     for model, group in table.groupby("model", sort=False):
@@ -150,7 +152,8 @@ def emergence(table: Any) -> dict[str, dict[str, Any]]:
             "first_power_tokens": float(first["tokens"]) if first is not None else math.nan,
             "last_not_power": verdicts[start - 1] if 0 < start < len(verdicts) else None,
             "p_final": float(last["p"]), "p_final_low": float(last["p_low"]), "p_final_high": float(last["p_high"]),
-            "settles": compare_exponents(last, before),
+            "settles": (compare_runs(last["bootstrap"], before["bootstrap"]) if "bootstrap" in trained
+                        else compare_exponents(last, before)),
             "random_verdict": twin["verdict_word"].iloc[0] if len(twin) else None,
         }
     return out

@@ -238,7 +238,7 @@ class ProfileRun:
                               group=labels, group_name=unit_name, statistic=statistic)
 
     def summary(self, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
-                layer: int | None = None) -> dict[str, Any]:
+                layer: int | None = None, result: Any = None) -> dict[str, Any]:
         """One flat record of the run's headline numbers, for tables and forest plots.
 
         ``p`` (power + floor) and the log-RMSE gap (exponential with floor minus
@@ -248,7 +248,8 @@ class ProfileRun:
         the sentence), top-1 accuracy and mean loss at the targets. With ``layer``, of that
         decoder block's input (the record gains ``layer``).
         """
-        result = self.bootstrap(selection, n_boot=n_boot, seed=seed, layer=layer)
+        if result is None:
+            result = self.bootstrap(selection, n_boot=n_boot, seed=seed, layer=layer)
         decision = verdict(result)
         best = result.point.best
         point = result.point_estimates

@@ -24,9 +24,11 @@ from green_profiles.analysis.fits.bootstrap import (
     N_BOOT,
     NO_DECAY,
     BootstrapResult,
+    PairedDifference,
     Verdict,
     bootstrap_fits,
     fit_replicates,
+    paired_difference,
     verdict,
 )
 from green_profiles.analysis.fits.fitting import FLAT_LOG_SPREAD, FitResult, FitTable, fit_decay_models, rmse_gap
@@ -52,12 +54,14 @@ __all__ = [
     "BootstrapResult",
     "FitResult",
     "FitTable",
+    "PairedDifference",
     "Verdict",
     "bootstrap_fits",
     "fit_decay_models",
     "fit_range_scan",
     "fit_replicates",
     "model_curve",
+    "paired_difference",
     "rmse_gap",
     "verdict",
 ]

@@ -14,6 +14,7 @@ lie above zero. :func:`verdict` turns the result into a :class:`Verdict`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,7 +27,7 @@ from green_profiles.analysis.fits.fitting import FitResult, FitTable, fit_decay_
 from green_profiles.analysis.fits.laws import FloatArray
 from green_profiles.kernel.counts import valid_mask
 
-__all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "Verdict", "Winner", "bootstrap_fits", "fit_replicates", "verdict"]
+__all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "paired_difference", "Verdict", "Winner", "bootstrap_fits", "fit_replicates", "verdict"]
 
 # Replicates of a bootstrap unless asked otherwise: the 2.5% endpoint of a 95% interval then rests on 50
 # replicates, and two seeds move it by a few hundredths of p (the methods page says how much).
@@ -106,7 +107,11 @@ class BootstrapResult:
     ``point`` is the full fit table of the full-data profile;
     ``point_estimates`` applies the same exclusions to it and ``point_issues``
     says why a point value is NaN. ``power_wins_fraction`` is the share of
-    replicates with a finite gap in which the gap is positive.
+    replicates with a finite gap in which the gap is positive. ``groups`` are the
+    resampled groups' labels in the order the draws index them (empty when the
+    replicates were resampled elsewhere): two results with the same groups, seed
+    and ``n_boot`` resampled the same groups in every replicate, which
+    :func:`paired_difference` uses.
 
     The RMSEs include the noise of the resampled profile, which is larger than
     that of the full-data profile, so the replicate gaps tend to sit below the
@@ -130,6 +135,7 @@ class BootstrapResult:
     unit: str = "window"
     log_drop: float = math.nan
     drop_distances: tuple[float, float] = (math.nan, math.nan)
+    groups: tuple[str, ...] = ()
 
     @property
     def point_estimates(self) -> dict[str, float]:
@@ -277,8 +283,9 @@ def bootstrap_fits(
         labels = np.asarray(group).ravel()
         if labels.size != data.shape[0]:
             raise ValueError(f"group must have one label per row ({data.shape[0]}), got {labels.size}")
-        _, inverse = np.unique(labels, return_inverse=True)
+        unique, inverse = np.unique(labels, return_inverse=True)
     n_groups = int(inverse.max()) + 1 if inverse.size else 0
+    names = tuple(str(label) for label in unique) if group is not None else tuple(str(i) for i in range(n_groups))
     if n_groups == 0:
         raise ValueError("rows is empty")
 
@@ -289,9 +296,10 @@ def bootstrap_fits(
         drawn = rng.integers(0, n_groups, size=n_groups)
         group_count = np.bincount(drawn, minlength=n_groups)
         replicate_profiles[b] = aggregate(group_count[inverse])
-    return fit_replicates(r_arr, aggregate(np.ones(data.shape[0], dtype=np.int64)), replicate_profiles,
-                          n_groups=n_groups, weights=weights, confidence=confidence, seed=seed,
-                          statistic=statistic, group_name=group_name)
+    result = fit_replicates(r_arr, aggregate(np.ones(data.shape[0], dtype=np.int64)), replicate_profiles,
+                            n_groups=n_groups, weights=weights, confidence=confidence, seed=seed,
+                            statistic=statistic, group_name=group_name)
+    return dataclasses.replace(result, groups=names)
 
 
 def fit_replicates(
@@ -574,3 +582,67 @@ def verdict(result: BootstrapResult) -> Verdict:
         gap_left_out=gap_left_out,
         p_left_out=p_left_out,
     )
+
+
+# ----------------------------------------------------------------------------------------
+# Two runs compared
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A statistic of run ``a`` minus the same of run ``b``, with its bootstrap interval.
+
+    ``paired`` is True when both bootstraps resampled the same groups (documents,
+    windows) in every replicate: the interval is then the percentile interval of the
+    replicate-wise differences, in which what the two runs share (the text) cancels.
+    Otherwise the replicates are independent draws and the interval, of the same
+    differences, is an unpaired one (``paired`` False; wider, as it should be).
+    ``n_pairs`` counts replicates where both values are usable; ``left_out`` is the
+    share that is not. ``resolved`` says whether the interval excludes zero.
+    """
+
+    key: str
+    difference: float
+    low: float
+    high: float
+    paired: bool
+    n_pairs: int
+    n_boot: int
+    confidence: float
+    left_out: float
+    unit: str = "window"
+
+    @property
+    def resolved(self) -> bool:
+        """The interval lies entirely above or below zero."""
+        return (self.low > 0 or self.high < 0) and math.isfinite(self.difference)
+
+    def __str__(self) -> str:
+        kind = f"paired over the same {self.unit}s" if self.paired else "unpaired: the runs resample different text"
+        if not math.isfinite(self.difference):
+            return f"no comparison ({self.key} missing in a run)"
+        text = (f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] ({100 * self.confidence:g}% bootstrap, "
+                f"{kind}, {self.n_pairs} of {self.n_boot} replicates)")
+        return text
+
+
+def paired_difference(a: BootstrapResult, b: BootstrapResult, key: str = "p_power_floor") -> PairedDifference:
+    """``key`` of ``a`` minus ``key`` of ``b`` (e.g. ``p`` of two layers, checkpoints or models), with an interval.
+
+    Paired when both bootstraps drew the same groups in every replicate (the same group labels, seed and
+    number of replicates, as :meth:`ProfileRun.bootstrap` gives runs of the same documents); unpaired
+    otherwise. The point difference is of the full-data estimates (NaN when either is not usable).
+    """
+    if a.confidence != b.confidence:
+        raise ValueError(f"the two bootstraps have different confidence levels ({a.confidence}, {b.confidence})")
+    paired = bool(a.groups) and a.groups == b.groups and a.seed == b.seed and a.n_boot == b.n_boot \
+        and a.seed is not None
+    n = min(a.n_boot, b.n_boot)
+    differences = a.replicates[key][:n] - b.replicates[key][:n]
+    usable = differences[np.isfinite(differences)]
+    tail = 50.0 * (1.0 - a.confidence)
+    low, high = (np.percentile(usable, [tail, 100.0 - tail]) if usable.size else (math.nan, math.nan))
+    return PairedDifference(key=key, difference=float(a.point_estimates[key] - b.point_estimates[key]),
+                            low=float(low), high=float(high), paired=paired, n_pairs=int(usable.size), n_boot=n,
+                            confidence=a.confidence, left_out=1.0 - usable.size / n, unit=a.unit)
