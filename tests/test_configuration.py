@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from green_profiles.runs.configuration import PAPER_DISTANCES, PRESETS, RunConfig
+from green_profiles.runs.configuration import PAPER_DISTANCES, PRESETS, QWEN_DISTANCES, RunConfig
 from green_profiles.runs.provenance import settings_key
 
 
@@ -20,7 +20,9 @@ def test_defaults_at_2048_are_the_papers_pythia_settings():
     assert len(scaled.targets) == 16
     assert scaled.distances == PAPER_DISTANCES[:-1]  # 2048 would put a source left of 384
     qwen = PRESETS["qwen"].resolved()
-    assert qwen.distances == PAPER_DISTANCES and len(qwen.targets) == 16
+    # The Qwen run's own published grid: ...,1024,1536,2048, without the 1280 of the Pythia grid.
+    assert qwen.distances == QWEN_DISTANCES and 1280 not in qwen.distances and qwen.distances[-1] == 2048
+    assert len(qwen.targets) == 16
     assert (qwen.seq_len, qwen.target_min, qwen.target_max, qwen.target_stride, qwen.source_min_index) == (
         4096, 3584, 4064, 32, 1536)
     assert all(p.corpus == "paper-gutenberg" and p.sampler == "authors" and p.seed == 1234 for p in PRESETS.values())

@@ -10,7 +10,7 @@ import pytest
 from support import tiny_config
 
 from green_profiles.cli import main
-from green_profiles.runs.configuration import PAPER_DISTANCES, RunConfig
+from green_profiles.runs.configuration import PAPER_DISTANCES, QWEN_DISTANCES, RunConfig
 from green_profiles.text import CorpusUnavailableError
 from green_profiles.runs.experiments import experiment_parameters
 from green_profiles.analysis.profiles import run_profile
@@ -62,7 +62,7 @@ def test_the_paper_settings_measure_the_papers_runs():
     # The exact published runs, 16,384 rows each, in the checkpoint's dtype with the published grid.
     pythia = runs[("pythia-14m", "paper-gutenberg", "none", 1024)]
     assert pythia.rows == 16_384 and pythia.config.distances == PAPER_DISTANCES[:-1]  # up to 1536
-    assert runs[("qwen2.5-0.5b", "paper-gutenberg", "none", 1024)].config.distances == PAPER_DISTANCES  # to 2048
+    assert runs[("qwen2.5-0.5b", "paper-gutenberg", "none", 1024)].config.distances == QWEN_DISTANCES  # no 1280
     assert set(pythia.notebooks) == {"coherent_text", "shuffled_tokens", "random_init", "model_sweep",
                                      "text_statistics"}
     # Each control on both published runs and both corpora; the sweep on both corpora.

@@ -21,6 +21,9 @@ from green_profiles.text.windows import SHUFFLE_MODES
 # The paper's distance grid (Pythia up to 1536; Qwen adds 2048).
 PAPER_DISTANCES = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
                    1024, 1280, 1536, 2048)
+# The Qwen run's own grid in the authors' run script: no 1280 (PROTOCOL.md: "...,1024,1536,2048"). The Pythia
+# run's grid is PAPER_DISTANCES as its buffer cuts it (up to 1536).
+QWEN_DISTANCES = tuple(r for r in PAPER_DISTANCES if r != 1280)
 SELECTIONS = ("pred", "true")
 SAMPLERS = ("uniform", "authors")
 Selection = Literal["pred", "true"]
@@ -161,7 +164,7 @@ PRESETS: dict[str, RunConfig] = {
                         sampler="authors", dtype="checkpoint"),
     "qwen": RunConfig(model="qwen2.5-0.5b", corpus="paper-gutenberg", seq_len=4096, n_windows=1024,
                       target_min=3584, target_max=4095, target_stride=32, source_min_index=1536, seed=1234,
-                      sampler="authors", dtype="checkpoint"),
+                      sampler="authors", dtype="checkpoint", distances=QWEN_DISTANCES),
 }
 
 
