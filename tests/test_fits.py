@@ -26,7 +26,7 @@ from green_profiles.analysis.fits import (
     verdict,
 )
 from green_profiles.analysis.fits.bootstrap import _ColumnAggregator
-from green_profiles.kernel.counts import valid_mask
+from green_profiles.kernel.counts import measured_mask, valid_mask
 
 # The paper's Pythia distance grid without r = 0.
 R = np.array([1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
@@ -286,13 +286,13 @@ def test_resampled_aggregate_equals_explicit_expansion(statistic: str) -> None:
     rng = np.random.default_rng(5)
     rows = rng.lognormal(size=(37, 6))
     rows[rng.random(rows.shape) < 0.2] = np.nan
-    rows[0, 1], rows[1, 2] = 0.0, -3.0  # non-positive: ignored like NaN
+    rows[0, 1], rows[1, 2] = 0.0, -3.0  # a zero ranks lowest; a negative value is ignored like NaN
     rows[:, 5] = np.nan  # a distance with no valid value at all
     aggregate = _ColumnAggregator(rows, statistic)
     for _ in range(20):
         mult = rng.integers(0, 3, size=rows.shape[0])
         expanded = np.repeat(rows, mult, axis=0)
-        expanded = np.where(valid_mask(expanded), expanded, np.nan)
+        expanded = np.where(measured_mask(expanded), expanded, np.nan)
         reduce = np.nanmedian if statistic == "median" else np.nanmean
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
             expected = reduce(expanded, axis=0)
@@ -640,3 +640,15 @@ def test_pairing_needs_the_same_groups_seed_and_replicates() -> None:
     assert not paired_difference(a, bootstrap_fits(R_BOOT, rows, n_boot=30, seed=0, group=group)).paired
     same = paired_difference(a, a)
     assert same.difference == 0.0 and same.low == 0.0 == same.high and not same.resolved
+
+
+def test_zero_norms_rank_lowest_in_the_median_not_dropped() -> None:
+    """A zero is a norm below the dtype's range: dropping it would move the median up."""
+    rows = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.5], [1.0, 0.2], [1.0, np.nan]])
+    aggregate = _ColumnAggregator(rows, "median")
+    assert aggregate(np.ones(5, dtype=np.int64)).tolist() == [1.0, 0.1]  # median of 0, 0, 0.2, 0.5
+    assert aggregate(np.array([0, 0, 1, 1, 1])).tolist() == [1.0, 0.35]
+    from green_profiles.analysis.profiles import aggregate_rows
+
+    assert aggregate_rows(rows, [0, 1])["median"].tolist() == [1.0, 0.1]
+    assert aggregate_rows(rows, [0, 1])["count"].tolist() == [5, 4]

@@ -28,7 +28,7 @@ import numpy as np
 from green_profiles.runs.configuration import SELECTIONS, RunConfig, Selection
 from green_profiles.runs.measurement import measure_run
 from green_profiles.runs.store import CorruptRunError, StoredRun, read_run, runs_directory, stored_metadata
-from green_profiles.kernel.counts import NormCounts, count_norms, valid_mask
+from green_profiles.kernel.counts import NormCounts, count_norms, measured_mask, valid_mask
 from green_profiles.analysis.fits import N_BOOT, bootstrap_fits, fit_decay_models, verdict
 
 _STATISTICS = ("median", "mean", "trimmed_mean", "q10", "q25", "q75", "q90")
@@ -40,8 +40,9 @@ def aggregate_rows(rows: np.ndarray, distances: Sequence[int] | np.ndarray) -> A
     """Per-distance statistics of profile rows over their finite, positive values.
 
     Args:
-        rows: ``[n_rows, n_r]`` values (normalized or raw); NaN, inf, zero and
-            negative entries are left out of every statistic.
+        rows: ``[n_rows, n_r]`` values (normalized or raw); NaN, inf and negative entries are
+            left out of every statistic; a zero (a norm below the dtype's range) counts as the lowest
+            value (:func:`~green_profiles.kernel.counts.measured_mask`).
         distances: ``[n_r]`` distances ``r`` in tokens (or any column labels, e.g. source positions).
 
     Returns:
@@ -58,7 +59,7 @@ def aggregate_rows(rows: np.ndarray, distances: Sequence[int] | np.ndarray) -> A
         raise ValueError(f"rows must be [n_rows, {r.size}], got {data.shape}")
     records = []
     for column in data.T:
-        valid = column[valid_mask(column)]
+        valid = column[measured_mask(column)]
         if valid.size == 0:
             records.append({"count": 0} | dict.fromkeys(_STATISTICS, math.nan))
             continue

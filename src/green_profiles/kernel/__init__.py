@@ -5,7 +5,7 @@ Self-contained (torch and numpy only; relative imports): copy this folder into a
 :mod:`.precision` picks dtypes and devices, :mod:`.counts` says which values count.
 """
 
-from .counts import NormCounts, count_norms, valid_mask
+from .counts import NormCounts, count_norms, measured_mask, valid_mask
 from .jacobian import (
     NonFiniteGradientError,
     ProtocolRows,
@@ -29,5 +29,6 @@ __all__ = [
     "protocol_gradient_norms",
     "resolve_device",
     "resolve_dtype",
+    "measured_mask",
     "valid_mask",
 ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["NormCounts", "count_norms", "valid_mask"]
+__all__ = ["NormCounts", "count_norms", "measured_mask", "valid_mask"]
 
 
 def valid_mask(values: ArrayLike) -> NDArray[np.bool_]:
@@ -37,6 +37,18 @@ def valid_mask(values: ArrayLike) -> NDArray[np.bool_]:
     arr = np.asarray(values, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return np.isfinite(arr) & (arr > 0)
+
+
+def measured_mask(values: ArrayLike) -> NDArray[np.bool_]:
+    """``True`` where a value is finite and ``>= 0``: what a median over rows ranks.
+
+    A norm of exactly zero is a measurement (a gradient below the dtype's smallest number), the
+    lowest value of its column, not a missing one: dropping it would move a median up. NaN and
+    ``±inf`` are missing. Same shapes as :func:`valid_mask`.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(arr) & (arr >= 0)
 
 
 @dataclass(frozen=True, eq=False)  # arrays: no element-wise __eq__

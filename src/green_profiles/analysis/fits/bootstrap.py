@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from green_profiles.analysis.fits.batched import BatchFit, fit_profiles
 from green_profiles.analysis.fits.fitting import FitResult, FitTable, fit_decay_models, rmse_gap
 from green_profiles.analysis.fits.laws import FloatArray
-from green_profiles.kernel.counts import valid_mask
+from green_profiles.kernel.counts import measured_mask, valid_mask
 
 __all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "paired_difference", "Verdict", "Winner", "bootstrap_fits", "fit_replicates", "verdict"]
 
@@ -179,7 +179,7 @@ def _plural(unit: str, count: int) -> str:
 class _ColumnAggregator:
     """Per-distance median or mean of rows drawn with multiplicities, without copying rows.
 
-    Each column's valid values (:func:`~green_profiles.kernel.counts.valid_mask`) are
+    Each column's measured values (:func:`~green_profiles.kernel.counts.measured_mask`: zeros included) are
     sorted once. A bootstrap replicate is then a vector of row multiplicities, and
     the median of the expanded multiset is read off the cumulative counts in
     sorted order, which equals ``np.median`` of the explicitly resampled column
@@ -189,7 +189,7 @@ class _ColumnAggregator:
 
     def __init__(self, rows: FloatArray, statistic: str) -> None:
         self.statistic = statistic
-        valid = valid_mask(rows)
+        valid = measured_mask(rows)  # zeros (underflow) rank lowest; they are not missing
         self.columns: list[tuple[NDArray[np.intp], FloatArray]] = []
         for j in range(rows.shape[1]):
             idx = np.nonzero(valid[:, j])[0]
@@ -241,8 +241,8 @@ def bootstrap_fits(
         Distances in tokens, shape ``[n_r]`` (``r = 0`` may be included; the fit drops it).
     rows:
         Normalized profile values ``Ĝ`` (dimensionless), shape ``[n_rows, n_r]``;
-        an invalid value (:func:`~green_profiles.kernel.counts.valid_mask`: NaN, non-finite
-        or non-positive) marks a missing entry and is ignored.
+        NaN, ``±inf`` or a negative value marks a missing entry and is ignored; a zero (a
+        norm below the dtype's range) ranks lowest (:func:`~green_profiles.kernel.counts.measured_mask`).
     n_boot:
         Number of bootstrap replicates.
     seed:
