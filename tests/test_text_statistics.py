@@ -8,6 +8,7 @@ import pytest
 from green_profiles.analysis.text_statistics import (
     MutualInformationProfile,
     _DocumentCounts,
+    can_rotate,
     distance_grid,
     document_pairs,
     entropy_bits,
@@ -119,7 +120,8 @@ def test_pairs_never_cross_documents():
     assert first.size == sum(len(doc) - r for doc in docs)
     assert np.array_equal(np.bincount(document), [len(doc) - r for doc in docs])
     within = mutual_information_profile(docs, distances=[r], n_half_samples=0, seed=0)
-    across = mutual_information_profile([np.concatenate(docs)], distances=[r], n_half_samples=0, seed=0)
+    with pytest.warns(UserWarning, match="no rotation"):  # one document: nothing to rotate across
+        across = mutual_information_profile([np.concatenate(docs)], distances=[r], n_half_samples=0, seed=0)
     assert abs(within.corrected[0]) < 0.03
     assert across.corrected[0] > 0.5
 
@@ -267,3 +269,17 @@ def test_a_tokenized_sample_keeps_what_the_token_budget_keeps():
         expected = limit_tokens(everything, budget, seed=3)
         sample = tokenized_sample(texts, tokenizer, budget, seed=3, batch=4)
         assert [len(ids) for ids in sample] == [len(ids) for ids in expected]
+
+
+def test_the_rotation_fallback_is_recorded_and_said():
+    """One document holding most of the pairs: no rotation exists, the uniform permutation is used, and the
+    profile records it (and warns) instead of hiding it."""
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(0, 20, 400), rng.integers(0, 20, 30), rng.integers(0, 20, 30)]
+    with pytest.warns(UserWarning, match="no rotation re-pairs the pairs at r = 1, 2"):
+        profile = mutual_information_profile(docs, [1, 2], n_half_samples=4, seed=0, n_permutations=2)
+    assert profile.rotation_fallback.tolist() == [True, True]
+    assert profile.half_fallbacks > 0
+    assert not can_rotate(np.repeat([0, 1, 2], [400, 30, 30])) and can_rotate(np.repeat([0, 1, 2], [40, 30, 30]))
+    balanced = mutual_information_profile([rng.integers(0, 20, 100) for _ in range(4)], [1, 2], n_half_samples=2)
+    assert not balanced.rotation_fallback.any()

@@ -15,6 +15,7 @@ methods page, "The text's own decay" (``book/methods.md``); ``tests/test_text_st
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "limit_tokens",
     "mutual_information",
     "mutual_information_profile",
+    "can_rotate",
     "rotated_pairs",
     "shuffle_token_documents",
     "tokenized_sample",
@@ -230,8 +232,12 @@ class MutualInformationProfile:
     uniformly random permutations, reported for comparison
     (``permutation_corrected``). ``half_samples`` ``[n_half_samples, n_r]`` are the
     corrected values of the half-samples of documents, each with its own rotation
-    baseline; ``replicates`` (same shape) centres them on the full-data value
-    (book/methods.md, "The text's own decay"). ``n_pairs`` counts the pairs at each distance.
+    baseline, averaged over as many rotations as the full data's; ``replicates`` (same shape)
+    centres them on the full-data value (book/methods.md, "The text's own decay"). ``n_pairs``
+    counts the pairs at each distance. ``rotation_fallback`` ``[n_r]`` marks the distances where
+    no rotation exists (one document holds more than half of the pairs) and the full data's
+    baseline is a uniform permutation's, whose bias the rotation exists to avoid;
+    ``half_fallbacks`` counts the half-samples' baselines that fell back the same way.
     """
 
     distances: IntArray
@@ -248,6 +254,8 @@ class MutualInformationProfile:
     seed: int
     n_permutations: int
     confidence: float = 0.95
+    rotation_fallback: NDArray[np.bool_] | None = None
+    half_fallbacks: int = 0
 
     @property
     def corrected(self) -> FloatArray:
@@ -319,6 +327,13 @@ def _joint_entropies(codes: NDArray[np.integer]) -> tuple[float, float]:
     return entropy_bits(counts), entropy_bits(counts, miller_madow=True)
 
 
+def can_rotate(document: IntArray) -> bool:
+    """Whether :func:`rotated_pairs` can re-pair these pairs across documents (``document`` ``[n_pairs]``,
+    grouped): at least two documents, none holding more than half of the pairs."""
+    lengths = np.diff(np.r_[0, np.flatnonzero(np.diff(document)) + 1, document.size])
+    return lengths.size >= 2 and document.size >= 2 * int(lengths.max())
+
+
 def rotated_pairs(first: IntArray, second: IntArray, document: IntArray,
                   rng: np.random.Generator) -> tuple[IntArray, IntArray]:
     """The pairs of the rotation baseline: the same tokens on each side, re-paired across documents.
@@ -335,12 +350,12 @@ def rotated_pairs(first: IntArray, second: IntArray, document: IntArray,
     Returns:
         ``(first, second)`` re-paired, each ``[n_pairs]``.
     """
+    if not can_rotate(document):
+        return first, second[rng.permutation(second.size)]
     boundaries = np.flatnonzero(np.diff(document)) + 1
     starts = np.r_[0, boundaries]
     lengths = np.diff(np.r_[starts, document.size])
-    longest = int(lengths.max()) if lengths.size else 0
-    if document.size < 2 * longest or lengths.size < 2:
-        return first, second[rng.permutation(second.size)]
+    longest = int(lengths.max())
     order = rng.permutation(lengths.size)
     index = np.concatenate([np.arange(starts[k], starts[k] + lengths[k]) for k in order])
     offset = int(rng.integers(longest, document.size - longest + 1))
@@ -400,6 +415,8 @@ def mutual_information_profile(
                                                     "permutation_baseline", "permutation_baseline_std")}
     half_samples = np.full((n_half_samples, n_r), np.nan)
     n_pairs = np.zeros(n_r, dtype=np.int64)
+    fallback = np.zeros(n_r, dtype=bool)
+    half_fallbacks = 0
     for j, r in enumerate(r_grid):
         first, second, document = document_pairs(docs, int(r))
         n_pairs[j] = first.size
@@ -416,6 +433,7 @@ def mutual_information_profile(
                               for _ in range(n_permutations)])
         permutations = np.array([_joint_entropies(_joint_codes(first, second[rng.permutation(first.size)],
                                                                width))[1] for _ in range(n_permutations)])
+        fallback[j] = not can_rotate(document)
         out["plugin"][j] = first_plugin[0] + second_plugin[0] - joint_plugin[0]
         out["miller_madow"][j] = marginals[0] - joint[0]
         out["baseline"][j] = marginals[0] - rotations.mean()
@@ -427,13 +445,22 @@ def mutual_information_profile(
             inside = weights[document, b + 1] > 0
             if not inside.any():
                 continue
-            # The half's own baseline: its own pairs re-paired, so that it has the half's marginals.
-            half_pairs = rotated_pairs(first[inside], second[inside], document[inside], rng)
-            half_samples[b, j] = _joint_entropies(_joint_codes(*half_pairs, width))[1] - joint[b + 1]
+            # The half's own baseline: its own pairs re-paired, so that it has the half's marginals, and
+            # averaged over as many rotations as the full data's, so that the half is estimated alike.
+            half_first, half_second, half_document = first[inside], second[inside], document[inside]
+            half_fallbacks += not can_rotate(half_document)
+            baseline = np.mean([_joint_entropies(_joint_codes(*rotated_pairs(half_first, half_second, half_document,
+                                                                             rng), width))[1]
+                                for _ in range(n_permutations)])
+            half_samples[b, j] = baseline - joint[b + 1]
+    if fallback.any():
+        warnings.warn(f"no rotation re-pairs the pairs at r = {', '.join(map(str, r_grid[fallback]))} (one document "
+                      "holds more than half of them): the baseline there is a uniform permutation's, which "
+                      "over-corrects repeated tokens (book/methods.md); recorded in rotation_fallback", stacklevel=2)
     return MutualInformationProfile(
         distances=r_grid, n_pairs=n_pairs, half_samples=half_samples, n_documents=n_documents,
         n_tokens=int(sum(doc.size for doc in docs)), seed=seed, n_permutations=n_permutations,
-        confidence=confidence, **out)
+        confidence=confidence, rotation_fallback=fallback, half_fallbacks=half_fallbacks, **out)
 
 
 # ----------------------------------------------------------------------------------------
