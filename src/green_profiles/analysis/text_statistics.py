@@ -369,7 +369,7 @@ def mutual_information_profile(
     max_distance: int | None = None,
     n_half_samples: int = 50,
     seed: int = 0,
-    n_permutations: int = 2,
+    n_permutations: int = 4,
     confidence: float = 0.95,
 ) -> MutualInformationProfile:
     """``I(r)`` of a tokenized corpus at each distance, bias-corrected, with document half-sample replicates.
@@ -381,7 +381,7 @@ def mutual_information_profile(
         n_half_samples: half-samples of the documents for the intervals (0: none).
         seed: seeds the baselines and the half-samples; the same seed gives the same result.
         n_permutations: rotations (and uniform permutations) averaged for each baseline, the full data's and each
-            half-sample's (at least 1; two keep the half-samples affordable, each a rotation of its own).
+            half-sample's (at least 1).
         confidence: coverage of the percentile intervals.
 
     Returns:

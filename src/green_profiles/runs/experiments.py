@@ -221,7 +221,7 @@ EXPERIMENTS: Mapping[str, Experiment] = {experiment.name: experiment for experim
         "tail_min_distance": 8,             # the tail of I(r): also fitted from this distance on, past the first few tokens
         "max_tokens": None,                 # None: every document; else whole documents, in a seeded random order, up to this many tokens
         "n_half_samples": 50,               # half-samples of the documents for the text's intervals
-        "n_permutations": 2,                # re-pairings averaged for each baseline (full data and every half)
+        "n_permutations": 4,                # re-pairings averaged for each baseline (full data and every half)
         # The model's side: the runs of the coherent-text page (read from the store; same parameters, same runs).
         "models": ["smollm2-135m"],         # the first one fills the summary page
     }),
