@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--selection", choices=SELECTIONS + ("both",), default="both",
                      help="token selection(s) to fit: pred (the paper's figures), true, or both")
     run.add_argument("--bootstrap", type=int, default=2000, metavar="N",
-                     help="window-bootstrap replicates for the intervals (0 to skip; default 200)")
+                     help="bootstrap replicates for the intervals, documents resampled (0 to skip; default 2000)")
     run.add_argument("--recompute", action="store_true", help="measure again even if the run is stored")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--flush-seconds", type=float, default=None, metavar="S",
