@@ -20,7 +20,6 @@ objective by less than a relative ``1e-12``, or when its damping grows past
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +27,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from green_profiles.analysis.fits.fitting import FLAT_LOG_SPREAD
-from green_profiles.analysis.fits.laws import BOUND_TOLERANCE, FIT_PARAMS, MODEL_NAMES, P_BOUNDS, SHAPE_PARAMS, FloatArray
+from green_profiles.analysis.fits.laws import (
+    BOUND_TOLERANCE,
+    FIT_PARAMS,
+    MODEL_NAMES,
+    SHAPE_PARAMS,
+    START_MARGIN,
+    START_P_RANGE,
+    FloatArray,
+    parameter_bounds,
+)
 from green_profiles.kernel.counts import valid_mask
 
 __all__ = ["BatchFit", "fit_profiles"]
@@ -213,7 +221,7 @@ def _starts(name: str, r: FloatArray, x: FloatArray, ly: FloatArray, w: FloatArr
     """Data-derived starts: a list of (``[n, k]`` values, ``[n]`` whether that start exists for the profile)."""
     a, b, _ = _weighted_line(np.broadcast_to(x, ly.shape), ly, w)
     if name == "power":
-        return [(np.stack([a, np.clip(-b, 0.02, 9.5)], axis=1), count >= 1)]
+        return [(np.stack([a, np.clip(-b, *START_P_RANGE)], axis=1), count >= 1)]
     y = np.where(kept, np.exp(ly), np.nan)
     # The tail: each profile's last max(3, n // 4) kept distances.
     from_end = np.cumsum(kept[:, ::-1], axis=1)[:, ::-1]
@@ -234,7 +242,7 @@ def _starts(name: str, r: FloatArray, x: FloatArray, ly: FloatArray, w: FloatArr
         lex_first, r_first = lex[rows, head], r[head]
         if name == "power_floor":
             a0, b0, _ = _weighted_line(np.broadcast_to(x, ly.shape), lex, ww)
-            starts.append((np.stack([logc0, a0, np.clip(-b0, 0.02, 9.5)], axis=1), enough))
+            starts.append((np.stack([logc0, a0, np.clip(-b0, *START_P_RANGE)], axis=1), enough))
             # A grid of exponents through the first point: on a nearly flat profile the regression's
             # start leads to p = 0, and a better optimum (a drop over the first points) lies elsewhere.
             for p0 in _EXPONENTS if fraction == _GRID_FRACTION else ():
@@ -269,14 +277,7 @@ def _bounds(name: str, r: FloatArray, ly: FloatArray, kept: BoolArray) -> tuple[
     """Lower and upper bounds ``[n, k]`` of each profile's parameters (as fitting._parameters)."""
     lo = np.nanmin(np.where(kept, ly, np.nan), axis=1, initial=np.inf)
     hi = np.nanmax(np.where(kept, ly, np.nan), axis=1, initial=-np.inf)
-    r_max = np.nanmax(np.where(kept, r, np.nan), axis=1, initial=1.0)
-    span = np.log1p(r_max) * P_BOUNDS[1] + 10.0
-    table = {
-        "logA": (lo - 50.0, hi + span),
-        "logc": (lo - 40.0, hi + 1.0),
-        "p": (np.full_like(lo, P_BOUNDS[0]), np.full_like(lo, P_BOUNDS[1])),
-        "logxi": (np.full_like(lo, math.log(1e-2)), np.log(1e3 * np.maximum(r_max, 1.0))),
-    }
+    table = parameter_bounds(lo, hi, np.nanmax(np.where(kept, r, np.nan), axis=1, initial=1.0))
     lower = np.stack([table[key][0] for key in FIT_PARAMS[name]], axis=1)
     upper = np.stack([table[key][1] for key in FIT_PARAMS[name]], axis=1)
     return lower, upper
@@ -369,7 +370,7 @@ def _fit_law(name: str, r: FloatArray, ly: FloatArray, w: FloatArray, kept: Bool
     candidates, owners = [], []
     for values, exists in starts:
         use = exists & enough & np.all(np.isfinite(values), axis=1)
-        inside = np.clip(values[use], lower[use] + 1e-6 * width[use], upper[use] - 1e-6 * width[use])
+        inside = np.clip(values[use], lower[use] + START_MARGIN * width[use], upper[use] - START_MARGIN * width[use])
         candidates.append(inside)
         owners.append(np.nonzero(use)[0])
     owner = np.concatenate(owners)

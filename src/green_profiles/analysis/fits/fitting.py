@@ -31,11 +31,13 @@ from green_profiles.analysis.fits.laws import (
     FIT_PARAMS,
     MODEL_FORMULAS,
     MODEL_NAMES,
-    P_BOUNDS,
     SHAPE_PARAMS,
+    START_MARGIN,
+    START_P_RANGE,
     FloatArray,
     log_model,
     model_curve,
+    parameter_bounds,
 )
 from green_profiles.kernel.counts import valid_mask
 
@@ -347,9 +349,7 @@ def _linear_fit(x: FloatArray, ly: FloatArray, w: FloatArray) -> tuple[float, fl
 
 
 def _clip_p(p: float) -> float:
-    # Start strictly inside the bounds: leastsq maps bounded parameters through a sine,
-    # whose derivative vanishes exactly at a bound, and the fit would never move.
-    return float(np.clip(p, 0.02, 9.5))
+    return float(np.clip(p, *START_P_RANGE))
 
 
 def _starts(name: str, r: FloatArray, ly: FloatArray, w: FloatArray) -> list[dict[str, float]]:
@@ -404,19 +404,11 @@ def _parameters(name: str, start: Mapping[str, float], r: FloatArray, ly: FloatA
     (e.g. a floor driven to zero on pure power data), which is reported in
     ``FitResult.at_bound`` and the fit message.
     """
-    lo, hi = float(ly.min()), float(ly.max())
-    span = float(np.log1p(r.max())) * P_BOUNDS[1] + 10.0
-    bounds = {
-        "logA": (lo - 50.0, hi + span),
-        "logc": (lo - 40.0, hi + 1.0),
-        "p": P_BOUNDS,
-        # xi from a hundredth of a token (a step) to far beyond the fitted range (a flat line).
-        "logxi": (math.log(1e-2), math.log(1e3 * max(float(r.max()), 1.0))),
-    }
+    bounds = parameter_bounds(float(ly.min()), float(ly.max()), float(r.max()))
     params = lmfit.Parameters()
     for key in FIT_PARAMS[name]:
-        low, high = bounds[key]
-        value = float(np.clip(start[key], low + 1e-6 * (high - low), high - 1e-6 * (high - low)))
+        low, high = float(bounds[key][0]), float(bounds[key][1])
+        value = float(np.clip(start[key], low + START_MARGIN * (high - low), high - START_MARGIN * (high - low)))
         params.add(key, value=value, min=low, max=high)
     return params
 

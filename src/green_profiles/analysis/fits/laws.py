@@ -34,6 +34,7 @@ __all__ = [
     "SHAPE_PARAMS",
     "log_model",
     "model_curve",
+    "parameter_bounds",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -54,6 +55,12 @@ PAPER_P_RANGE: tuple[float, float] = (0.7, 0.9)
 # An optimum that close to a bound is set by the bound, not by the data (p = 9.9 is a step, not an exponent).
 BOUND_TOLERANCE: float = 0.01
 
+# Starts lie this far inside the bounds (a fraction of their distance): leastsq maps a bounded parameter
+# through a sine whose derivative vanishes at the bound, and a fit started there would never move.
+START_MARGIN: float = 1e-6
+# A data-derived start of p is clipped into this range (strictly inside P_BOUNDS, for the same reason).
+START_P_RANGE: tuple[float, float] = (0.02, 9.5)
+
 # The fitted (internal) parameters of each model, in the order the optimizer sees them.
 FIT_PARAMS: dict[str, tuple[str, ...]] = {
     "power": ("logA", "p"),
@@ -63,6 +70,25 @@ FIT_PARAMS: dict[str, tuple[str, ...]] = {
 # The parameter that sets how fast each law decays (as the optimizer sees it). A fit with
 # this one at a bound is not a measurement of the decay (see FitResult.usable).
 SHAPE_PARAMS: dict[str, str] = {"power": "p", "power_floor": "p", "exp_floor": "logxi"}
+
+
+def parameter_bounds(lo: ArrayLike, hi: ArrayLike, r_max: ArrayLike) -> dict[str, tuple[ArrayLike, ArrayLike]]:
+    """Lower and upper bound of every fitted parameter, from the data's scale.
+
+    ``lo``, ``hi``: the smallest and largest ``log y`` of the fitted points; ``r_max``: the largest fitted
+    distance in tokens. Scalars (one profile) or arrays of one value per profile; the bounds have their
+    shape. They only guard against runaway steps (overflowing exponents): an optimum at one of them means
+    the law does not describe the data, which the fits report (``at_bound``).
+    """
+    lo, hi, r_max = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64), np.asarray(r_max, dtype=np.float64)
+    span = np.log1p(r_max) * P_BOUNDS[1] + 10.0
+    return {
+        "logA": (lo - 50.0, hi + span),
+        "logc": (lo - 40.0, hi + 1.0),
+        "p": (np.full_like(lo, P_BOUNDS[0]), np.full_like(lo, P_BOUNDS[1])),
+        # xi from a hundredth of a token (a step) to far beyond the fitted range (a flat line).
+        "logxi": (np.full_like(lo, math.log(1e-2)), np.log(1e3 * np.maximum(r_max, 1.0))),
+    }
 
 
 def log_model(name: str, values: Mapping[str, float], r: FloatArray) -> FloatArray:
