@@ -22,7 +22,7 @@ import numpy as np
 
 from green_profiles.analysis.fits import bootstrap_fits, fit_decay_models, verdict
 from green_profiles.analysis.fits.batched import fit_profiles
-from green_profiles.analysis.fits.bootstrap import _ColumnAggregator
+from green_profiles.analysis.fits.bootstrap import _ColumnAggregator, resampled_profiles
 from green_profiles.analysis.fits.laws import FIT_PARAMS, MODEL_NAMES
 from green_profiles.runs.configuration import PAPER_DISTANCES
 
@@ -39,13 +39,8 @@ def paper_rows(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def replicate_profiles(rows: np.ndarray, group: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
-    """``[n_boot, n_r]`` median profiles of group-resampled rows (as bootstrap_fits draws them)."""
-    _, inverse = np.unique(group, return_inverse=True)
-    groups = int(inverse.max()) + 1
-    aggregate = _ColumnAggregator(rows, "median")
-    rng = np.random.default_rng(seed)
-    return np.array([aggregate(np.bincount(rng.integers(0, groups, groups), minlength=groups)[inverse])
-                     for _ in range(n_boot)])
+    """``[n_boot, n_r]`` median profiles of group-resampled rows, the ones bootstrap_fits draws."""
+    return resampled_profiles(rows, group, n_boot=n_boot, seed=seed)[1]
 
 
 def agreement(r: np.ndarray, profiles: np.ndarray, warm: dict | None = None) -> tuple[float, dict, dict]:
@@ -139,9 +134,8 @@ def main() -> None:
     for path in stored:
         run = load_run(path)
         unit, labels = run.resampling_unit()
-        rows = run.normalized("pred")
-        replicates = replicate_profiles(rows, labels, 200)
-        point = fit_decay_models(run.distances, _ColumnAggregator(rows, "median")(np.ones(len(rows), dtype=np.int64)))
+        profile, replicates, _ = resampled_profiles(run.normalized("pred"), labels, n_boot=200)
+        point = fit_decay_models(run.distances, profile)
         _, _, agree = agreement(run.distances, replicates, {f.name: f.params for f in point if f.success})
         print_agreement(f"{run.config.model} {run.config.corpus} L={run.config.seq_len} (200 {unit} replicates)",
                         agree)

@@ -16,7 +16,7 @@ import pytest
 
 from green_profiles.analysis.fits import bootstrap_fits, fit_decay_models
 from green_profiles.analysis.fits.batched import fit_profiles
-from green_profiles.analysis.fits.bootstrap import _ColumnAggregator
+from green_profiles.analysis.fits.bootstrap import resampled_profiles
 from green_profiles.analysis.fits.laws import FIT_PARAMS, MODEL_NAMES
 
 R = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536],
@@ -88,12 +88,7 @@ def test_bootstrap_replicates_of_stored_runs(tiny_store):
         run = tiny_store.run(name)
         rows = run.normalized("pred")
         _, labels = run.resampling_unit("window")
-        _, inverse = np.unique(labels, return_inverse=True)
-        aggregate = _ColumnAggregator(rows, "median")
-        rng = np.random.default_rng(0)
-        groups = inverse.max() + 1
-        replicates = np.array([aggregate(np.bincount(rng.integers(0, groups, groups), minlength=groups)[inverse])
-                               for _ in range(16)])
+        _, replicates, _ = resampled_profiles(rows, labels, n_boot=16, seed=0)
         assert assert_same_optimum_or_lower(run.distances, replicates) == 16
 
 
@@ -104,12 +99,10 @@ def test_bootstrap_intervals_as_with_a_loop_of_lmfit_fits():
     base = 0.02 + 0.9 * (r + 1) ** -0.85
     rows = base * np.exp(np.repeat(rng.normal(0, 0.3, 40), 8)[:, None] + rng.normal(0, 0.5, (320, r.size)))
     rows[:, 0] = 1.0
-    result = bootstrap_fits(r, rows, n_boot=30, seed=5, group=np.repeat(np.arange(40), 8))
-    aggregate = _ColumnAggregator(rows, "median")
-    draw = np.random.default_rng(5)
-    inverse = np.repeat(np.arange(40), 8)
-    for b in range(30):
-        profile = aggregate(np.bincount(draw.integers(0, 40, 40), minlength=40)[inverse])
+    group = np.repeat(np.arange(40), 8)
+    result = bootstrap_fits(r, rows, n_boot=30, seed=5, group=group)
+    _, profiles, _ = resampled_profiles(rows, group, n_boot=30, seed=5)
+    for b, profile in enumerate(profiles):
         table = fit_decay_models(r, profile, start_params={f.name: f.params for f in result.point})
         assert result.replicates["p_power_floor"][b] == pytest.approx(table.get("power_floor").params["p"], rel=1e-5)
         assert result.replicates["rmse_gap"][b] == pytest.approx(table.rmse_gap(), rel=1e-5, abs=1e-9)

@@ -27,7 +27,8 @@ from green_profiles.analysis.fits.fitting import FitResult, FitTable, fit_decay_
 from green_profiles.analysis.fits.laws import FloatArray
 from green_profiles.kernel.counts import measured_mask, valid_mask
 
-__all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "paired_difference", "Verdict", "Winner", "bootstrap_fits", "fit_replicates", "verdict"]
+__all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "Verdict", "Winner", "bootstrap_fits",
+           "fit_replicates", "paired_difference", "resampled_profiles", "verdict"]
 
 # Replicates of a bootstrap unless asked otherwise: the 2.5% endpoint of a 95% interval then rests on 50
 # replicates, and two seeds move it by a few hundredths of p (the methods page says how much).
@@ -277,29 +278,57 @@ def bootstrap_fits(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be positive, got {n_boot}")
+    profile, replicates, names = resampled_profiles(data, group, n_boot=n_boot, seed=seed, statistic=statistic)
+    result = fit_replicates(r_arr, profile, replicates, n_groups=len(names), weights=weights, confidence=confidence,
+                            seed=seed, statistic=statistic, group_name=group_name)
+    return dataclasses.replace(result, groups=names)
+
+
+def resampled_profiles(
+    rows: ArrayLike,
+    group: ArrayLike | None = None,
+    *,
+    n_boot: int,
+    seed: int | None = 0,
+    statistic: str = "median",
+) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
+    """The per-distance statistic of the rows, and of ``n_boot`` group resamples of them: what
+    :func:`bootstrap_fits` fits.
+
+    Args:
+        rows: ``[n_rows, n_r]`` values (see :func:`bootstrap_fits`).
+        group: one label per row (``None``: each row its own group).
+        n_boot: replicates; each draws as many groups as there are, with replacement.
+        seed: seeds the draws; the same seed, groups and ``n_boot`` draw the same groups.
+        statistic: ``"median"`` or ``"mean"`` per distance.
+
+    Returns:
+        the full-data profile ``[n_r]``, the replicates ``[n_boot, n_r]``, and the groups' labels in the
+        order the draws index them.
+
+    Raises:
+        ValueError: no rows, or not one label per row.
+    """
+    data = np.asarray(rows, dtype=np.float64)
     if group is None:
         inverse = np.arange(data.shape[0])
+        names = tuple(str(i) for i in range(data.shape[0]))
     else:
         labels = np.asarray(group).ravel()
         if labels.size != data.shape[0]:
             raise ValueError(f"group must have one label per row ({data.shape[0]}), got {labels.size}")
         unique, inverse = np.unique(labels, return_inverse=True)
-    n_groups = int(inverse.max()) + 1 if inverse.size else 0
-    names = tuple(str(label) for label in unique) if group is not None else tuple(str(i) for i in range(n_groups))
+        names = tuple(str(label) for label in unique)
+    n_groups = len(names)
     if n_groups == 0:
         raise ValueError("rows is empty")
-
     aggregate = _ColumnAggregator(data, statistic)
     rng = np.random.default_rng(seed)
-    replicate_profiles = np.empty((n_boot, r_arr.size))
+    replicates = np.empty((n_boot, data.shape[1]))
     for b in range(n_boot):
-        drawn = rng.integers(0, n_groups, size=n_groups)
-        group_count = np.bincount(drawn, minlength=n_groups)
-        replicate_profiles[b] = aggregate(group_count[inverse])
-    result = fit_replicates(r_arr, aggregate(np.ones(data.shape[0], dtype=np.int64)), replicate_profiles,
-                            n_groups=n_groups, weights=weights, confidence=confidence, seed=seed,
-                            statistic=statistic, group_name=group_name)
-    return dataclasses.replace(result, groups=names)
+        group_count = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
+        replicates[b] = aggregate(group_count[inverse])
+    return aggregate(np.ones(data.shape[0], dtype=np.int64)), replicates, names
 
 
 def fit_replicates(
