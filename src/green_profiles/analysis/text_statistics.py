@@ -34,6 +34,7 @@ __all__ = [
     "MutualInformation",
     "MutualInformationFit",
     "MutualInformationProfile",
+    "can_rotate",
     "distance_grid",
     "document_pairs",
     "entropy_bits",
@@ -42,7 +43,6 @@ __all__ = [
     "limit_tokens",
     "mutual_information",
     "mutual_information_profile",
-    "can_rotate",
     "rotated_pairs",
     "shuffle_token_documents",
     "tokenized_sample",
@@ -327,10 +327,16 @@ def _joint_entropies(codes: NDArray[np.integer]) -> tuple[float, float]:
     return entropy_bits(counts), entropy_bits(counts, miller_madow=True)
 
 
+def _document_runs(document: IntArray) -> tuple[IntArray, IntArray]:
+    """Where each document's pairs start in ``document`` ``[n_pairs]`` (grouped), and how many there are."""
+    starts = np.r_[0, np.flatnonzero(np.diff(document)) + 1]
+    return starts, np.diff(np.r_[starts, document.size])
+
+
 def can_rotate(document: IntArray) -> bool:
     """Whether :func:`rotated_pairs` can re-pair these pairs across documents (``document`` ``[n_pairs]``,
     grouped): at least two documents, none holding more than half of the pairs."""
-    lengths = np.diff(np.r_[0, np.flatnonzero(np.diff(document)) + 1, document.size])
+    lengths = _document_runs(document)[1]
     return lengths.size >= 2 and document.size >= 2 * int(lengths.max())
 
 
@@ -352,9 +358,7 @@ def rotated_pairs(first: IntArray, second: IntArray, document: IntArray,
     """
     if not can_rotate(document):
         return first, second[rng.permutation(second.size)]
-    boundaries = np.flatnonzero(np.diff(document)) + 1
-    starts = np.r_[0, boundaries]
-    lengths = np.diff(np.r_[starts, document.size])
+    starts, lengths = _document_runs(document)
     longest = int(lengths.max())
     order = rng.permutation(lengths.size)
     index = np.concatenate([np.arange(starts[k], starts[k] + lengths[k]) for k in order])
