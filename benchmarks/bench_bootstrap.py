@@ -22,7 +22,7 @@ import numpy as np
 
 from green_profiles.analysis.fits import bootstrap_fits, fit_decay_models, verdict
 from green_profiles.analysis.fits.batched import fit_profiles
-from green_profiles.analysis.fits.bootstrap import _ColumnAggregator, resampled_profiles
+from green_profiles.analysis.fits.resampling import ColumnAggregator, resampled_profiles
 from green_profiles.analysis.fits.laws import FIT_PARAMS, MODEL_NAMES
 from green_profiles.runs.configuration import PAPER_DISTANCES
 
@@ -96,7 +96,7 @@ def main() -> None:
     r, rows, group = paper_rows()
 
     counts = np.bincount(np.random.default_rng(1).integers(0, 1024, 1024), minlength=1024)[group]
-    fast = _ColumnAggregator(rows, "median")(counts)
+    fast = ColumnAggregator(rows, "median")(counts)
     explicit = np.median(np.repeat(rows, counts, axis=0), axis=0)
     print(f"fast replicate median == numpy median of the resampled rows: {np.array_equal(fast, explicit)}")
 

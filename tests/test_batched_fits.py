@@ -16,7 +16,7 @@ import pytest
 
 from green_profiles.analysis.fits import bootstrap_fits, fit_decay_models
 from green_profiles.analysis.fits.batched import fit_profiles
-from green_profiles.analysis.fits.bootstrap import resampled_profiles
+from green_profiles.analysis.fits.resampling import resampled_profiles
 from green_profiles.analysis.fits.laws import FIT_PARAMS, MODEL_NAMES
 
 R = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536],

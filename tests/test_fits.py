@@ -25,7 +25,7 @@ from green_profiles.analysis.fits import (
     rmse_gap,
     verdict,
 )
-from green_profiles.analysis.fits.bootstrap import _ColumnAggregator
+from green_profiles.analysis.fits.resampling import ColumnAggregator
 from green_profiles.kernel.counts import measured_mask, valid_mask
 
 # The paper's Pythia distance grid without r = 0.
@@ -288,7 +288,7 @@ def test_resampled_aggregate_equals_explicit_expansion(statistic: str) -> None:
     rows[rng.random(rows.shape) < 0.2] = np.nan
     rows[0, 1], rows[1, 2] = 0.0, -3.0  # a zero ranks lowest; a negative value is ignored like NaN
     rows[:, 5] = np.nan  # a distance with no valid value at all
-    aggregate = _ColumnAggregator(rows, statistic)
+    aggregate = ColumnAggregator(rows, statistic)
     for _ in range(20):
         mult = rng.integers(0, 3, size=rows.shape[0])
         expanded = np.repeat(rows, mult, axis=0)
@@ -502,8 +502,11 @@ def test_verdict_undecided_when_the_gap_interval_straddles_zero() -> None:
     assert call.winner == "undecided"
     assert call.gap_low < 0 < call.gap_high
     assert 0 < call.power_wins_fraction < 1
-    assert math.isfinite(call.p) and call.note == ""
+    assert math.isfinite(call.p) and call.note == "neither law rejected at 0.05"  # the calibrated rule's reason
     assert str(call).startswith("undecided: p = ")
+    # Without the null simulations the rule reads the gap's interval alone, and it straddles zero.
+    plain = verdict(bootstrap_fits(r, rows, n_boot=40, seed=1, group=group, n_sim=0))
+    assert plain.winner == "undecided" and plain.note == "" and plain.calibration is None
 
 
 def test_verdict_flat_for_a_constant_profile() -> None:
@@ -645,7 +648,7 @@ def test_pairing_needs_the_same_groups_seed_and_replicates() -> None:
 def test_zero_norms_rank_lowest_in_the_median_not_dropped() -> None:
     """A zero is a norm below the dtype's range: dropping it would move the median up."""
     rows = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.5], [1.0, 0.2], [1.0, np.nan]])
-    aggregate = _ColumnAggregator(rows, "median")
+    aggregate = ColumnAggregator(rows, "median")
     assert aggregate(np.ones(5, dtype=np.int64)).tolist() == [1.0, 0.1]  # median of 0, 0, 0.2, 0.5
     assert aggregate(np.array([0, 0, 1, 1, 1])).tolist() == [1.0, 0.35]
     from green_profiles.analysis.profiles import aggregate_rows

@@ -22,7 +22,7 @@ import numpy as np
 from green_profiles.runs.configuration import Selection
 from green_profiles.report.figures import DEPTH_COLORMAP, _init_position, condition_color
 from green_profiles.analysis.profiles import ProfileRun
-from green_profiles.analysis.fits.bootstrap import _ColumnAggregator
+from green_profiles.analysis.fits.resampling import ColumnAggregator
 
 # The figure's width follows the text column (responsive); its height is fixed.
 HEIGHT = 460
@@ -46,7 +46,7 @@ def median_interval(run: ProfileRun, selection: Selection = "pred", n_boot: int 
     _, inverse = np.unique(labels, return_inverse=True)
     n_groups = int(inverse.max()) + 1
     # The same multiplicity-weighted median as the fits' bootstrap (no rows copied per replicate).
-    aggregate = _ColumnAggregator(run.normalized(selection, layer), "median")
+    aggregate = ColumnAggregator(run.normalized(selection, layer), "median")
     rng = np.random.default_rng(seed)
     replicates = np.empty((n_boot, run.distances.size))
     for b in range(n_boot):

@@ -67,6 +67,7 @@ from green_profiles.kernel import jacobian
 from green_profiles.models.loading import ModelUnavailableError, load_model
 from green_profiles.runs.costs import kernel_flops
 from green_profiles.text import CorpusUnavailableError, load_corpus
+from green_profiles.text.token_cache import TokenCache, token_cache
 from green_profiles.text.windows import (
     Windows,
     sample_windows,
@@ -336,7 +337,7 @@ def prepare_inputs(config: RunConfig, documents: Sequence[Any], *, data_dir: Pat
     timings["load_model_s"] = time.perf_counter() - clock
     check_context(model, config)
     clock = time.perf_counter()
-    windows = sample_run_windows(config, documents, tokenizer)
+    windows = sample_run_windows(config, documents, tokenizer, cache=token_cache(data_dir))
     timings["windows_s"] = time.perf_counter() - clock
     check_token_ids(model, windows, config.model)
     targets = config.targets
@@ -356,15 +357,19 @@ def check_context(model: Any, config: RunConfig) -> None:
         raise ValueError(f"seq_len = {config.seq_len} is longer than {config.model}'s context of {context} tokens")
 
 
-def sample_run_windows(config: RunConfig, documents: Sequence[Any], tokenizer: Any) -> Windows:
-    """The run's windows of ``seq_len + 1`` tokens, sampled by ``config.sampler`` and shuffled by ``config.shuffle``."""
+def sample_run_windows(config: RunConfig, documents: Sequence[Any], tokenizer: Any, *,
+                       cache: TokenCache | None = None) -> Windows:
+    """The run's windows of ``seq_len + 1`` tokens, sampled by ``config.sampler`` and shuffled by ``config.shuffle``.
+
+    ``cache`` keeps the documents' token ids between runs that share a tokenizer and a corpus.
+    """
     # The authors' rule tokenizes only the documents it needs (a few of 1,500 books); a corpus-wide
     # shuffle needs them all.
-    token_docs = (tokenize_documents(documents, tokenizer)
+    token_docs = (tokenize_documents(documents, tokenizer, cache=cache)
                   if config.sampler == "uniform" or config.shuffle == "corpus" else None)
     if config.sampler == "authors":
         windows = sample_windows_as_authors([doc.text for doc in documents], tokenizer, config.seq_len + 1,
-                                            config.n_windows, config.seed)
+                                            config.n_windows, config.seed, cache=cache)
     else:
         windows = sample_windows(token_docs, config.seq_len + 1, config.n_windows, config.seed)
     return shuffle_windows(windows, config.shuffle, config.seed, token_docs)

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from green_profiles.text.token_cache import TokenCache, encode
+
 SHUFFLE_MODES = ("none", "window", "corpus")
 # Shuffles draw from their own streams, so the same seed for sampling and shuffling
 # does not correlate the two.
@@ -67,7 +69,8 @@ class Windows:
         return self.ids.shape[1]
 
 
-def tokenize_documents(documents: Sequence[object], tokenizer: object) -> list[np.ndarray]:
+def tokenize_documents(documents: Sequence[object], tokenizer: object, *,
+                       cache: TokenCache | None = None) -> list[np.ndarray]:
     """Token ids of each document, without special tokens (no BOS/EOS).
 
     Args:
@@ -75,16 +78,13 @@ def tokenize_documents(documents: Sequence[object], tokenizer: object) -> list[n
             or plain strings.
         tokenizer: a Hugging Face tokenizer (anything callable as
             ``tokenizer(texts, add_special_tokens=False)`` returning ``input_ids``).
+        cache: where ids computed before are read from and new ones kept; ``None`` tokenizes.
 
     Returns:
         one int64 array ``[n_tokens_d]`` per document, in order.
     """
     texts = [doc if isinstance(doc, str) else doc.text for doc in documents]  # type: ignore[attr-defined]
-    if not texts:
-        return []
-    # verbose=False: documents are longer than the model's context on purpose; windows cut them later.
-    encoded = tokenizer(texts, add_special_tokens=False, verbose=False)  # type: ignore[operator]
-    return [np.asarray(ids, dtype=np.int64) for ids in encoded["input_ids"]]
+    return cache.encode(texts, tokenizer) if cache is not None else encode(texts, tokenizer)
 
 
 def sample_windows(token_docs: Sequence[np.ndarray], length_plus_one: int, n_windows: int, seed: int) -> Windows:
@@ -149,6 +149,7 @@ def sample_windows_as_authors(
     *,
     min_characters: int = 2_000,
     max_documents: int = 1_500,
+    cache: TokenCache | None = None,
 ) -> Windows:
     """The windows the paper's published scripts draw (PROTOCOL.md), for the same file and seed.
 
@@ -167,6 +168,7 @@ def sample_windows_as_authors(
         length_plus_one: ``L + 1``, tokens per window.
         n_windows: number of windows ``n``.
         seed: the generator's seed.
+        cache: token ids computed before (see :func:`tokenize_documents`).
 
     Returns:
         :class:`Windows` with ``ids [n, L + 1]`` in drawing order and ``document``
@@ -182,8 +184,7 @@ def sample_windows_as_authors(
     wanted = max(8, min(n_windows, len(eligible)))
     kept_index, kept_ids = [], []
     for index in eligible.tolist():
-        ids = np.asarray(tokenizer(texts[index], add_special_tokens=False, verbose=False)["input_ids"],  # type: ignore[operator]
-                         dtype=np.int64)
+        ids = tokenize_documents([texts[index]], tokenizer, cache=cache)[0]
         if len(ids) >= length_plus_one:
             kept_index.append(index)
             kept_ids.append(ids)

@@ -23,18 +23,20 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from green_profiles.analysis.fits.batched import BatchFit, fit_profiles
+from green_profiles.analysis.fits.calibration import N_SIM, Calibration, calibrate
 from green_profiles.analysis.fits.fitting import FitResult, FitTable, fit_decay_models, rmse_gap
 from green_profiles.analysis.fits.laws import FloatArray
-from green_profiles.kernel.counts import measured_mask, valid_mask
+from green_profiles.analysis.fits.resampling import resampled_profiles
+from green_profiles.kernel.counts import valid_mask
 
 __all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "Verdict", "Winner", "bootstrap_fits",
-           "fit_replicates", "paired_difference", "resampled_profiles", "verdict"]
+           "fit_replicates", "paired_difference", "verdict"]
 
 # Replicates of a bootstrap unless asked otherwise: the 2.5% endpoint of a 95% interval then rests on 50
 # replicates, and two seeds move it by a few hundredths of p (the methods page says how much).
 N_BOOT: int = 2000
 
-Winner = Literal["power law", "exponential", "undecided", "flat", "rising", "failed"]
+Winner = Literal["power law", "exponential", "neither", "undecided", "flat", "rising", "failed"]
 # The verdicts that say the profile does not decay (no law is compared, no exponent shown).
 NO_DECAY: tuple[str, ...] = ("flat", "rising")
 
@@ -112,7 +114,8 @@ class BootstrapResult:
     resampled groups' labels in the order the draws index them (empty when the
     replicates were resampled elsewhere): two results with the same groups, seed
     and ``n_boot`` resampled the same groups in every replicate, which
-    :func:`paired_difference` uses.
+    :func:`paired_difference` uses. ``calibration`` holds the null simulations,
+    goodness of fit and held-out check (:mod:`.calibration`) when they were run.
 
     The RMSEs include the noise of the resampled profile, which is larger than
     that of the full-data profile, so the replicate gaps tend to sit below the
@@ -137,6 +140,7 @@ class BootstrapResult:
     log_drop: float = math.nan
     drop_distances: tuple[float, float] = (math.nan, math.nan)
     groups: tuple[str, ...] = ()
+    calibration: Calibration | None = None
 
     @property
     def point_estimates(self) -> dict[str, float]:
@@ -177,47 +181,6 @@ def _plural(unit: str, count: int) -> str:
     return unit if count == 1 else f"{unit}s"
 
 
-class _ColumnAggregator:
-    """Per-distance median or mean of rows drawn with multiplicities, without copying rows.
-
-    Each column's measured values (:func:`~green_profiles.kernel.counts.measured_mask`: zeros included) are
-    sorted once. A bootstrap replicate is then a vector of row multiplicities, and
-    the median of the expanded multiset is read off the cumulative counts in
-    sorted order, which equals ``np.median`` of the explicitly resampled column
-    (including the mean of the two middle values for an even count) at O(rows)
-    per column instead of a gather and a partition.
-    """
-
-    def __init__(self, rows: FloatArray, statistic: str) -> None:
-        self.statistic = statistic
-        valid = measured_mask(rows)  # zeros (underflow) rank lowest; they are not missing
-        self.columns: list[tuple[NDArray[np.intp], FloatArray]] = []
-        for j in range(rows.shape[1]):
-            idx = np.nonzero(valid[:, j])[0]
-            order = np.argsort(rows[idx, j], kind="stable")
-            self.columns.append((idx[order], rows[idx[order], j]))
-
-    def __call__(self, multiplicity: NDArray[np.int64]) -> FloatArray:
-        """The per-distance statistic ``[n_r]`` of the rows, each counted ``multiplicity`` ``[n_rows]`` times.
-
-        NaN at a distance with no valid value among the drawn rows.
-        """
-        out = np.full(len(self.columns), np.nan)
-        for j, (idx, values) in enumerate(self.columns):
-            counts = multiplicity[idx]
-            cum = np.cumsum(counts)
-            total = int(cum[-1]) if cum.size else 0
-            if total == 0:
-                continue
-            if self.statistic == "mean":
-                out[j] = float(counts @ values) / total
-                continue
-            lo = int(np.searchsorted(cum, (total - 1) // 2, side="right"))
-            hi = int(np.searchsorted(cum, total // 2, side="right"))
-            out[j] = 0.5 * (values[lo] + values[hi])
-        return out
-
-
 def bootstrap_fits(
     r: ArrayLike,
     rows: ArrayLike,
@@ -229,8 +192,9 @@ def bootstrap_fits(
     confidence: float = 0.95,
     weights: ArrayLike | None = None,
     group_name: str = "window",
+    n_sim: int = N_SIM,
 ) -> BootstrapResult:
-    """Percentile bootstrap of the decay fits, resampling whole groups of rows.
+    """Percentile bootstrap of the decay fits, resampling whole groups of rows, and the calibrated checks.
 
     Rows from one window (or document) share its text, so they are not
     independent; resampling groups (not rows) keeps that correlation inside each
@@ -260,6 +224,9 @@ def bootstrap_fits(
     group_name:
         What a group is (``"window"``, ``"document"``), recorded as ``unit`` and
         used in the printed result and the verdict sentence.
+    n_sim:
+        Simulated profiles per law for :func:`~green_profiles.analysis.fits.calibration.calibrate`
+        (0: no calibration; the verdict then rests on the gap's interval alone).
 
     Returns
     -------
@@ -281,54 +248,11 @@ def bootstrap_fits(
     profile, replicates, names = resampled_profiles(data, group, n_boot=n_boot, seed=seed, statistic=statistic)
     result = fit_replicates(r_arr, profile, replicates, n_groups=len(names), weights=weights, confidence=confidence,
                             seed=seed, statistic=statistic, group_name=group_name)
-    return dataclasses.replace(result, groups=names)
-
-
-def resampled_profiles(
-    rows: ArrayLike,
-    group: ArrayLike | None = None,
-    *,
-    n_boot: int,
-    seed: int | None = 0,
-    statistic: str = "median",
-) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
-    """The per-distance statistic of the rows, and of ``n_boot`` group resamples of them: what
-    :func:`bootstrap_fits` fits.
-
-    Args:
-        rows: ``[n_rows, n_r]`` values (see :func:`bootstrap_fits`).
-        group: one label per row (``None``: each row its own group).
-        n_boot: replicates; each draws as many groups as there are, with replacement.
-        seed: seeds the draws; the same seed, groups and ``n_boot`` draw the same groups.
-        statistic: ``"median"`` or ``"mean"`` per distance.
-
-    Returns:
-        the full-data profile ``[n_r]``, the replicates ``[n_boot, n_r]``, and the groups' labels in the
-        order the draws index them.
-
-    Raises:
-        ValueError: no rows, or not one label per row.
-    """
-    data = np.asarray(rows, dtype=np.float64)
-    if group is None:
-        inverse = np.arange(data.shape[0])
-        names = tuple(str(i) for i in range(data.shape[0]))
-    else:
-        labels = np.asarray(group).ravel()
-        if labels.size != data.shape[0]:
-            raise ValueError(f"group must have one label per row ({data.shape[0]}), got {labels.size}")
-        unique, inverse = np.unique(labels, return_inverse=True)
-        names = tuple(str(label) for label in unique)
-    n_groups = len(names)
-    if n_groups == 0:
-        raise ValueError("rows is empty")
-    aggregate = _ColumnAggregator(data, statistic)
-    rng = np.random.default_rng(seed)
-    replicates = np.empty((n_boot, data.shape[1]))
-    for b in range(n_boot):
-        group_count = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
-        replicates[b] = aggregate(group_count[inverse])
-    return aggregate(np.ones(data.shape[0], dtype=np.int64)), replicates, names
+    checks = None
+    if n_sim > 0:
+        checks = calibrate(r_arr, data, group, n_sim=n_sim, seed=seed, statistic=statistic, weights=weights,
+                           start_params={f.name: f.params for f in result.point if f.success})
+    return dataclasses.replace(result, groups=names, calibration=checks)
 
 
 def fit_replicates(
@@ -444,9 +368,9 @@ def fit_replicates(
 class Verdict:
     """Power law versus exponential (both with floor) for one profile, with the bootstrap evidence.
 
-    ``winner``, by the rules of :func:`verdict`: ``"power law"`` (the whole gap
-    interval above zero), ``"exponential"`` (below zero), ``"undecided"`` (the
-    interval straddles zero, the gap could not be measured, or too many replicates
+    ``winner``, by the rules of :func:`verdict`: ``"power law"``, ``"exponential"``,
+    ``"neither"`` (both laws rejected by their null simulations), ``"undecided"``
+    (the checks disagree, the gap could not be measured, or too many replicates
     were left out: see ``note``), ``"flat"`` (the interval of the total log drop
     contains zero: no decay is measured), ``"rising"`` (it lies below zero: the
     profile grows with distance) or ``"failed"`` (the full-data
@@ -459,8 +383,9 @@ class Verdict:
     ``n_excluded`` and ``n_failed`` count the replicates left out of the gap
     interval (flat or at a bound; failed) and ``gap_left_out`` is their share;
     ``p_excluded`` and ``p_left_out`` the same for ``p``. ``unit`` is what was
-    resampled (``"window"``, ``"document"``). ``str(verdict)`` is one sentence
-    beginning with the winner.
+    resampled (``"window"``, ``"document"``). ``calibration`` holds the calibrated
+    checks the rule read (``None``: the rule read the gap's interval alone).
+    ``str(verdict)`` is one sentence beginning with the winner.
     """
 
     winner: Winner
@@ -485,6 +410,7 @@ class Verdict:
     drop_distances: tuple[float, float] = (math.nan, math.nan)
     gap_left_out: float = 0.0
     p_left_out: float = 0.0
+    calibration: Calibration | None = None
 
     @property
     def drop_text(self) -> str:
@@ -523,13 +449,15 @@ class Verdict:
             text += f"; left out of the gap: {', '.join(left_out)} ({100 * self.gap_left_out:.1f}%)"
         if self.p_excluded:
             text += f"; left out of p: {self.p_excluded} ({100 * self.p_left_out:.1f}%)"
+        if self.calibration is not None:
+            text += f"; {self.calibration}"
         if self.note:
             text += f"; {self.note}"
         return text
 
 
 def verdict(result: BootstrapResult) -> Verdict:
-    """The :class:`Verdict` of a bootstrap: power law, exponential, undecided, flat or failed.
+    """The :class:`Verdict` of a bootstrap: power law, exponential, neither, undecided, flat, rising or failed.
 
     Rules, in order, with ``α = 1 - confidence``:
 
@@ -541,8 +469,15 @@ def verdict(result: BootstrapResult) -> Verdict:
        bound), when no replicate has a usable gap, or when more than ``α/2`` of the
        replicates were left out of the gap's interval (an interval conditional on a
        usable fit could then hide a tail as large as the one it cuts);
-    4. ``"power law"`` when the whole gap interval is above zero, ``"exponential"``
-       when it is below, ``"undecided"`` otherwise.
+    4. with the calibrated checks (``result.calibration``; :mod:`.calibration`): a law
+       is *rejected* when its null simulation puts the observed gap, or its own
+       goodness of fit, in a tail of probability below ``α``;
+       ``"neither"`` when both are rejected; ``"power law"`` when the exponential is
+       rejected, the power law is not, and the power law predicts the held-out
+       distances better (or there was no held-out check); ``"exponential"``
+       symmetrically; ``"undecided"`` otherwise, with the reason;
+    5. without them: ``"power law"`` when the whole gap interval is above zero,
+       ``"exponential"`` when it is below, ``"undecided"`` otherwise.
 
     A ``p`` interval with more than ``α/2`` of its replicates left out is reported
     with a note saying so.
@@ -554,10 +489,12 @@ def verdict(result: BootstrapResult) -> Verdict:
     p = point["p_power_floor"]
     p_low, p_high = result.intervals["p_power_floor"] if math.isfinite(p) else (math.nan, math.nan)
     drop_low, drop_high = result.intervals.get("log_drop", (math.nan, math.nan))
-    half_alpha = (1.0 - result.confidence) / 2.0
+    alpha = 1.0 - result.confidence
+    half_alpha = alpha / 2.0
     gap_left_out, p_left_out = result.left_out("rmse_gap"), result.left_out("p_power_floor")
     fits = {name: result.point.get(name) for name in ("power_floor", "exp_floor")}
     failed = [name for name, fit in fits.items() if fit is None or not fit.success]
+    checks = result.calibration
     notes = []
     winner: Winner
     if failed:
@@ -578,6 +515,8 @@ def verdict(result: BootstrapResult) -> Verdict:
         winner = "undecided"
         notes.append(f"{100 * gap_left_out:.1f}% of the replicates left out of the gap, more than "
                      f"{100 * half_alpha:g}%")
+    elif checks is not None and math.isfinite(checks.p_exponential) and math.isfinite(checks.p_power):
+        winner = _calibrated_winner(checks, alpha, notes)
     elif gap_low > 0:
         winner = "power law"
     elif gap_high < 0:
@@ -610,7 +549,28 @@ def verdict(result: BootstrapResult) -> Verdict:
         drop_distances=result.drop_distances,
         gap_left_out=gap_left_out,
         p_left_out=p_left_out,
+        calibration=checks,
     )
+
+
+def _calibrated_winner(checks: Calibration, alpha: float, notes: list[str]) -> Winner:
+    """Rule 4 of :func:`verdict`; appends the reason of an ``"undecided"`` to ``notes``."""
+    exp_rejected = checks.p_exponential < alpha or checks.fit_p["exp_floor"] < alpha
+    power_rejected = checks.p_power < alpha or checks.fit_p["power_floor"] < alpha
+    predicts = checks.power_predicts_better
+    if exp_rejected and power_rejected:
+        notes.append(f"both laws rejected at {alpha:g}")
+        return "neither"
+    if exp_rejected and predicts is not False:
+        return "power law"
+    if power_rejected and predicts is not True:
+        return "exponential"
+    if exp_rejected or power_rejected:
+        better = "exponential" if exp_rejected else "power law"
+        notes.append(f"the {better} predicts the held-out distances better")
+    else:
+        notes.append(f"neither law rejected at {alpha:g}")
+    return "undecided"
 
 
 # ----------------------------------------------------------------------------------------
