@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from green_profiles.runs.configuration import PRESETS, RunConfig
-from green_profiles.analysis.depth import exponent_range, layer_summaries, power_law_layers, summarized_layers
+from green_profiles.analysis.depth import (
+    exponent_range,
+    layer_summaries,
+    power_law_layers,
+    summarized_layers,
+    verdict_counts,
+)
 from green_profiles.runs.plans import notebook_runs, settings_plan
 from green_profiles.runs.provenance import Provenance, run_key, settings_key, settings_record
 
@@ -122,6 +128,7 @@ def test_summarized_layers_and_their_words():
     assert power_law_layers(table) == "2 of 3 (0–5)"
     assert exponent_range(table) == "0.90–1.20"
     assert power_law_layers(table.assign(verdict_word="flat")) == "none of 3"
+    assert verdict_counts(table) == "power law at 2, flat at 1 of 3 block inputs"
     assert exponent_range(table.assign(p=float("nan"))) == "—"
 
 

@@ -191,6 +191,24 @@ def test_emergence_finds_the_checkpoint_from_which_the_power_law_stays():
     assert never["first_power_step"] != never["first_power_step"]  # NaN
 
 
+def test_the_verdict_path_joins_equal_verdicts_in_order_of_training():
+    import pandas as pd
+
+    from green_profiles.analysis.dynamics import verdict_path
+
+    nan = float("nan")
+    words = ["flat", "flat", "exponential", "undecided", "power law", "power law"]
+    steps = [0, 10, 20, 40, 80, 160]
+    rows = [("m", f"step{s}", s, w) for s, w in zip(steps, words)][::-1] + [("m", "random init", nan, "rising")]
+    table = pd.DataFrame(rows, columns=["model", "checkpoint", "tokens", "verdict_word"])
+    table["step"] = table["tokens"]
+    assert verdict_path(table) == {"m": "flat from step 0 through 10, exponential at step 20, undecided at step 40, "
+                                        "power law from step 80"}
+    two = table[table["checkpoint"].isin(["step0", "step10"])]
+    single = verdict_path(two.assign(verdict_word=two["step"].map({0: "flat", 10: "neither"})))
+    assert single == {"m": "flat at step 0, neither at step 10"}
+
+
 def test_the_last_two_checkpoints_are_compared_paired_over_the_same_documents():
     """With the bootstraps in the table (as dynamics_table keeps them), the last checkpoint's p is compared
     with the one before by the paired difference over the same resampled documents, not by overlap."""

@@ -159,6 +159,29 @@ def emergence(table: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def verdict_path(table: Any) -> dict[str, str]:
+    """Per model of a :func:`dynamics_table`, its verdicts along training as one phrase, consecutive
+    checkpoints with the same verdict joined: ``"flat through step 48, exponential at step 96, power law from
+    step 384"`` (``"from"`` for a verdict that lasts to the last checkpoint)."""
+    out: dict[str, str] = {}
+    for model, group in table.groupby("model", sort=False):
+        trained = group[group["checkpoint"] != RANDOM_INIT].sort_values("tokens")
+        steps, words = [int(step) for step in trained["step"]], list(trained["verdict_word"])
+        phrases, start = [], 0
+        for end in range(1, len(words) + 1):
+            if end < len(words) and words[end] == words[start]:
+                continue
+            if end == len(words) and end - start > 1:
+                phrases.append(f"{words[start]} from step {steps[start]}")
+            elif end - start == 1:
+                phrases.append(f"{words[start]} at step {steps[start]}")
+            else:
+                phrases.append(f"{words[start]} from step {steps[start]} through {steps[end - 1]}")
+            start = end
+        out[model] = ", ".join(phrases)
+    return out
+
+
 def emergence_text(summary: Mapping[str, Mapping[str, Any]]) -> str:
     """:func:`emergence` as a Markdown list, one sentence per model."""
     lines = []

@@ -246,7 +246,10 @@ class ProfileRun:
         power law with floor, positive when the power law fits better) with their
         bootstrap 95% intervals (NaN where the fit is flat or stuck at a bound),
         the best of the three laws by log-RMSE, the verdict (``verdict_word`` and
-        the sentence), top-1 accuracy and mean loss at the targets. With ``layer``, of that
+        the sentence) with its calibrated checks (``p_vs_exp``, ``p_vs_power``: the null
+        simulations' p-values; ``fit_p_power``, ``fit_p_exp``: goodness of fit;
+        ``holdout_power_better``: the share of held-out halves the power law predicted better),
+        top-1 accuracy and mean loss at the targets. With ``layer``, of that
         decoder block's input (the record gains ``layer``).
         """
         if result is None:
@@ -264,7 +267,7 @@ class ProfileRun:
             "rmse_gap": decision.gap, "rmse_gap_low": decision.gap_low, "rmse_gap_high": decision.gap_high,
             "power_wins": decision.power_wins_fraction, "bootstrap_unit": decision.unit,
             "bootstrap_groups": decision.n_groups, "verdict_word": decision.winner, "verdict": str(decision),
-            "key": self.key,
+            **_checks_record(decision.calibration), "key": self.key,
         } | ({} if layer is None else {"layer": layer % self.n_layers})
 
     @property
@@ -281,6 +284,14 @@ class ProfileRun:
         c = self.config
         return (f"ProfileRun({c.model} on {c.corpus}, L={c.seq_len}, {self.n_rows} rows, shuffle={c.shuffle}, "
                 f"key={self.key})")
+
+
+def _checks_record(checks: Any) -> dict[str, float]:
+    """The calibrated checks of a verdict as flat record fields (NaN where they were not run)."""
+    if checks is None:
+        return dict.fromkeys(("p_vs_exp", "p_vs_power", "fit_p_power", "fit_p_exp", "holdout_power_better"), math.nan)
+    return {"p_vs_exp": checks.p_exponential, "p_vs_power": checks.p_power, "fit_p_power": checks.fit_p["power_floor"],
+            "fit_p_exp": checks.fit_p["exp_floor"], "holdout_power_better": checks.holdout_power_better}
 
 
 def source_profile(run: ProfileRun, selection: Selection = "pred") -> Any:

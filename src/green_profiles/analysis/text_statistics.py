@@ -648,5 +648,6 @@ def fit_mutual_information(profile: MutualInformationProfile, *, r_min: int = 1,
     fitted = profile.distances[start:end]
     result = fit_replicates(fitted, profile.corrected[start:end], profile.replicates[:, start:end],
                             n_groups=profile.n_documents, seed=profile.seed,
-                            statistic="mutual information (document half-samples)", group_name="document")
+                            statistic="mutual information (document half-samples)", group_name="document",
+                            interval_method="percentile")
     return MutualInformationFit(fitted=fitted, cut=cut, bootstrap=result, decision=verdict(result))

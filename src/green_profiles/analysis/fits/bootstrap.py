@@ -25,12 +25,18 @@ from numpy.typing import ArrayLike, NDArray
 from green_profiles.analysis.fits.batched import BatchFit, fit_profiles
 from green_profiles.analysis.fits.calibration import N_SIM, Calibration, calibrate
 from green_profiles.analysis.fits.fitting import FitResult, FitTable, fit_decay_models, rmse_gap
+from green_profiles.analysis.fits.intervals import IntervalMethod, interval
 from green_profiles.analysis.fits.laws import FloatArray
 from green_profiles.analysis.fits.resampling import resampled_profiles
 from green_profiles.kernel.counts import valid_mask
 
 __all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "Verdict", "Winner", "bootstrap_fits",
            "fit_replicates", "paired_difference", "verdict"]
+
+# Below this many resampled groups (documents) intervals are read as expanded percentiles: a coverage simulation
+# at the default run's noise (benchmarks/simulate_inference.py coverage; book/methods.md) found the percentile
+# interval of p covering 0.85 at 5 documents and 0.935 at 8, the expanded one 0.91 and 0.965, BCa 0.80 and 0.885.
+SMALL_SAMPLE_GROUPS: int = 16
 
 # Replicates of a bootstrap unless asked otherwise: the 2.5% endpoint of a 95% interval then rests on 50
 # replicates, and two seeds move it by a few hundredths of p (the methods page says how much).
@@ -114,7 +120,9 @@ class BootstrapResult:
     resampled groups' labels in the order the draws index them (empty when the
     replicates were resampled elsewhere): two results with the same groups, seed
     and ``n_boot`` resampled the same groups in every replicate, which
-    :func:`paired_difference` uses. ``calibration`` holds the null simulations,
+    :func:`paired_difference` uses. ``interval_method`` says how the intervals were read
+    (``"percentile"``, or ``"expanded"`` with fewer than :data:`SMALL_SAMPLE_GROUPS`
+    groups). ``calibration`` holds the null simulations,
     goodness of fit and held-out check (:mod:`.calibration`) when they were run.
 
     The RMSEs include the noise of the resampled profile, which is larger than
@@ -141,6 +149,7 @@ class BootstrapResult:
     drop_distances: tuple[float, float] = (math.nan, math.nan)
     groups: tuple[str, ...] = ()
     calibration: Calibration | None = None
+    interval_method: str = "percentile"
 
     @property
     def point_estimates(self) -> dict[str, float]:
@@ -161,7 +170,7 @@ class BootstrapResult:
         point, issues = self.point_estimates, self.point_issues
         groups = f"{self.n_groups} {_plural(self.unit, self.n_groups)}"
         lines = [f"{self.unit} bootstrap: {self.n_boot} replicates over {groups}, "
-                 f"{self.statistic} profile, {100 * self.confidence:g}% percentile intervals"]
+                 f"{self.statistic} profile, {100 * self.confidence:g}% {_method_text(self.interval_method)} intervals"]
         for key, (lo, hi) in self.intervals.items():
             counts = [f"{n} {what}" for what, n in (("failed", self.n_failed.get(key, 0)),
                                                     ("excluded", self.n_excluded.get(key, 0))) if n]
@@ -175,6 +184,16 @@ class BootstrapResult:
         else:
             lines.append("  power law wins: no replicate with a usable gap")
         return "\n".join(lines)
+
+
+def _method_text(method: str) -> str:
+    return ("expanded percentile (fewer than " f"{SMALL_SAMPLE_GROUPS} groups)" if method == "expanded"
+            else method)
+
+
+def small_sample_method(n_groups: int) -> IntervalMethod:
+    """``"expanded"`` below :data:`SMALL_SAMPLE_GROUPS` groups, ``"percentile"`` from there on."""
+    return "expanded" if n_groups < SMALL_SAMPLE_GROUPS else "percentile"
 
 
 def _plural(unit: str, count: int) -> str:
@@ -266,6 +285,7 @@ def fit_replicates(
     seed: int | None = None,
     statistic: str = "median",
     group_name: str = "window",
+    interval_method: IntervalMethod | Literal["auto"] = "auto",
 ) -> BootstrapResult:
     """Fit a profile and its bootstrap replicates, and summarize them as a :class:`BootstrapResult`.
 
@@ -291,6 +311,11 @@ def fit_replicates(
         As in :func:`bootstrap_fits`.
     seed, statistic, group_name:
         Recorded in the result (``statistic`` names what the profile is, e.g. ``"median"``).
+    interval_method:
+        How intervals are read off the replicates (:mod:`.intervals`); ``"auto"``: the expanded
+        percentile below :data:`SMALL_SAMPLE_GROUPS` groups, the percentile interval otherwise
+        (:func:`small_sample_method`). Replicates that are not a bootstrap (half-samples) say
+        ``"percentile"``.
 
     Returns
     -------
@@ -330,15 +355,8 @@ def fit_replicates(
     n_failed["log_drop"] = int(np.isnan(replicates["log_drop"]).sum())
     n_excluded["log_drop"] = 0
 
-    tail = 50.0 * (1.0 - confidence)
-    intervals: dict[str, tuple[float, float]] = {}
-    for key, values in replicates.items():
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            lo, hi = np.percentile(finite, [tail, 100.0 - tail])
-            intervals[key] = (float(lo), float(hi))
-        else:
-            intervals[key] = (math.nan, math.nan)
+    method = interval_method if interval_method != "auto" else small_sample_method(n_groups)
+    intervals = {key: interval(values, confidence, method, n_groups=n_groups) for key, values in replicates.items()}
     gaps = replicates["rmse_gap"][np.isfinite(replicates["rmse_gap"])]
     wins = float(np.mean(gaps > 0)) if gaps.size else math.nan
     return BootstrapResult(
@@ -356,6 +374,7 @@ def fit_replicates(
         unit=group_name,
         log_drop=log_drop,
         drop_distances=drop_distances,
+        interval_method=method,
     )
 
 
@@ -411,6 +430,7 @@ class Verdict:
     gap_left_out: float = 0.0
     p_left_out: float = 0.0
     calibration: Calibration | None = None
+    interval_method: str = "percentile"
 
     @property
     def drop_text(self) -> str:
@@ -423,8 +443,10 @@ class Verdict:
 
     def __str__(self) -> str:
         level = f"{100 * self.confidence:g}%"
+        small = (f"; expanded intervals: fewer than {SMALL_SAMPLE_GROUPS} {self.unit}s"
+                 if self.interval_method == "expanded" else "")
         evidence = (f"({level} {self.unit} bootstrap, {self.n_boot} replicates, "
-                    f"{self.n_groups} {_plural(self.unit, self.n_groups)})")
+                    f"{self.n_groups} {_plural(self.unit, self.n_groups)}{small})")
         if self.winner == "flat":
             return f"flat — no decay measured: {self.drop_text} {evidence}"
         if self.winner == "rising":
@@ -550,6 +572,7 @@ def verdict(result: BootstrapResult) -> Verdict:
         gap_left_out=gap_left_out,
         p_left_out=p_left_out,
         calibration=checks,
+        interval_method=result.interval_method,
     )
 
 
@@ -630,8 +653,8 @@ def paired_difference(a: BootstrapResult, b: BootstrapResult, key: str = "p_powe
     n = min(a.n_boot, b.n_boot)
     differences = a.replicates[key][:n] - b.replicates[key][:n]
     usable = differences[np.isfinite(differences)]
-    tail = 50.0 * (1.0 - a.confidence)
-    low, high = (np.percentile(usable, [tail, 100.0 - tail]) if usable.size else (math.nan, math.nan))
+    low, high = interval(usable, a.confidence, small_sample_method(min(a.n_groups, b.n_groups)),
+                         n_groups=min(a.n_groups, b.n_groups))
     return PairedDifference(key=key, difference=float(a.point_estimates[key] - b.point_estimates[key]),
                             low=float(low), high=float(high), paired=paired, n_pairs=int(usable.size), n_boot=n,
                             confidence=a.confidence, left_out=1.0 - usable.size / n, unit=a.unit)

@@ -33,7 +33,8 @@ from green_profiles.analysis.fits.laws import FIT_PARAMS, FloatArray, log_model
 from green_profiles.analysis.fits.resampling import ColumnAggregator, group_index, resampled_profiles
 from green_profiles.kernel.counts import valid_mask
 
-__all__ = ["LAWS", "N_SIM", "N_SPLITS", "Calibration", "calibrate", "holdout_errors", "null_rows"]
+__all__ = ["LAWS", "N_SIM", "N_SPLITS", "Calibration", "calibrate", "holdout_errors", "null_rows",
+           "without_fitted_directions"]
 
 # The two laws the verdict compares.
 LAWS: tuple[str, str] = ("power_floor", "exp_floor")
@@ -114,6 +115,44 @@ def null_rows(r: ArrayLike, rows: ArrayLike, profile: ArrayLike, curve: ArrayLik
     return data * scale[None, :]
 
 
+def without_fitted_directions(fit: BatchFit, r: FloatArray, simulated: FloatArray,
+                              weights: ArrayLike | None = None) -> FloatArray:
+    """Simulated profiles ``[n_sim, n_r]`` around a fitted curve, with the part of their log deviation
+    that the law's own parameters could absorb removed (over the fitted distances, ``r ≥ 1``).
+
+    The observed profile is the truth plus noise, and its fit already moved the curve by the noise's
+    component along the law's parameters; what is left is the noise's other part. A simulated profile
+    ``fit + noise*`` would carry the first component twice (once in the fit, once in ``noise*``), so the
+    simulated curves would scatter more along the law than the data can, which inflates the other law's
+    misfit and rejects a true law too often. Projecting ``log(profile) − log(fit)`` off the (weighted)
+    tangent space of the law at the fit leaves ``fit + (I − P) noise*``, distributed like the observation.
+    """
+    names = FIT_PARAMS[fit.name]
+    theta = fit.values[0]
+    columns = np.nonzero(np.isfinite(r) & (r >= 1))[0]
+    rk = r[columns]
+    base = _log_curve(fit, 0, rk)
+    step = 1e-6
+    jacobian = np.empty((rk.size, len(names)))
+    for i, name in enumerate(names):
+        up, down = theta.copy(), theta.copy()
+        up[i] += step
+        down[i] -= step
+        jacobian[:, i] = (log_model(fit.name, dict(zip(names, up)), rk)
+                          - log_model(fit.name, dict(zip(names, down)), rk)) / (2 * step)
+    w = np.ones(rk.size) if weights is None else np.asarray(weights, dtype=np.float64).ravel()[columns]
+    # The weighted least-squares projection onto the tangent space: P = J (Jᵀ W J)⁻¹ Jᵀ W.
+    gram = jacobian.T @ (w[:, None] * jacobian)
+    solve = np.linalg.pinv(gram) @ (jacobian.T * w[None, :])
+    out = simulated.copy()
+    values = simulated[:, columns]
+    valid = valid_mask(values)
+    deviation = np.where(valid, np.log(np.where(valid, values, 1.0)) - base[None, :], 0.0)
+    deviation = deviation - (deviation @ solve.T) @ jacobian.T
+    out[:, columns] = np.where(valid, np.exp(base[None, :] + deviation), values)
+    return out
+
+
 def calibrate(
     r: ArrayLike,
     rows: ArrayLike,
@@ -156,6 +195,7 @@ def calibrate(
         curve = np.exp(_log_curve(observed[law], 0, r_arr))
         _, simulated, _ = resampled_profiles(null_rows(r_arr, data, profile, curve), group, n_boot=n_sim,
                                              seed=_stream(seed, 1), statistic=statistic)
+        simulated = without_fitted_directions(observed[law], r_arr, simulated, weights)
         fits = fit_profiles(r_arr, simulated, weights, models=LAWS, start_params=start_params)
         with np.errstate(invalid="ignore"):
             gaps = fits["exp_floor"].rmse - fits["power_floor"].rmse

@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 from green_profiles.analysis.fits.laws import FloatArray
 from green_profiles.kernel.counts import measured_mask
 
-__all__ = ["ColumnAggregator", "group_index", "resampled_profiles"]
+__all__ = ["ColumnAggregator", "group_index", "jackknife_profiles", "resampled_profiles"]
 
 
 class ColumnAggregator:
@@ -112,3 +112,12 @@ def resampled_profiles(
         group_count = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
         replicates[b] = aggregate(group_count[inverse])
     return aggregate(np.ones(data.shape[0], dtype=np.int64)), replicates, names
+
+
+def jackknife_profiles(rows: ArrayLike, group: ArrayLike | None = None, *, statistic: str = "median") -> FloatArray:
+    """The per-distance statistic of the rows with each group left out in turn: ``[n_groups, n_r]``, in the
+    order of :func:`group_index`'s labels."""
+    data = np.asarray(rows, dtype=np.float64)
+    inverse, names = group_index(data.shape[0], group)
+    aggregate = ColumnAggregator(data, statistic)
+    return np.stack([aggregate((inverse != g).astype(np.int64)) for g in range(len(names))])
