@@ -31,8 +31,8 @@ class _Counting:
         self.tokenizer, self.texts = tokenizer, 0
         self.backend_tokenizer = tokenizer.backend_tokenizer  # type: ignore[attr-defined]
 
-    def __call__(self, texts: list[str], **options: object) -> object:
-        self.texts += len(texts)
+    def __call__(self, texts: str | list[str], **options: object) -> object:
+        self.texts += 1 if isinstance(texts, str) else len(texts)
         return self.tokenizer(texts, **options)  # type: ignore[operator]
 
 

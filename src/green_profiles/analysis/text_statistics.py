@@ -14,9 +14,12 @@ methods page, "The text's own decay" (``book/methods.md``); ``tests/test_text_st
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import math
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,6 +330,24 @@ def _joint_entropies(codes: NDArray[np.integer]) -> tuple[float, float]:
     return entropy_bits(counts), entropy_bits(counts, miller_madow=True)
 
 
+def _miller_madow_joints(codes: Iterable[NDArray[np.integer]]) -> list[float]:
+    """The Miller–Madow joint entropy (bits) of each array of pair codes, in order, counted on every core.
+
+    Counting (a sort) is most of the text statistics' time and releases the GIL, so threads share it;
+    at most two arrays per thread wait in memory.
+    """
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    results: list[float] = []
+    pending: collections.deque[concurrent.futures.Future[tuple[float, float]]] = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        for array in codes:
+            pending.append(pool.submit(_joint_entropies, array))
+            if len(pending) >= 2 * workers:
+                results.append(pending.popleft().result()[1])
+        results.extend(future.result()[1] for future in pending)
+    return results
+
+
 def _document_runs(document: IntArray) -> tuple[IntArray, IntArray]:
     """Where each document's pairs start in ``document`` ``[n_pairs]`` (grouped), and how many there are."""
     starts = np.r_[0, np.flatnonzero(np.diff(document)) + 1]
@@ -433,11 +454,27 @@ def mutual_information_profile(
         joint_plugin, joint = _DocumentCounts(first * width + second, document, n_documents).entropies(weights)
         marginals = first_mm + second_mm
         rng = np.random.default_rng([seed, _STREAM["permutation"], int(r)])
+        halves_inside = [weights[document, b + 1] > 0 for b in range(n_half_samples)]
+        half_fallbacks += sum(not can_rotate(document[inside]) for inside in halves_inside if inside.any())
+
+        def repairings() -> Iterator[NDArray[np.integer]]:
+            # Every re-pairing this distance needs, drawn from rng in one fixed order (so the numbers do not
+            # depend on how many threads count them): the full data's rotations, its uniform permutations,
+            # then each half's own rotations (its own pairs, so that the baseline has the half's marginals,
+            # as many as the full data's, so that the half is estimated alike).
+            for _ in range(n_permutations):
+                yield _joint_codes(*rotated_pairs(first, second, document, rng), width)
+            for _ in range(n_permutations):
+                yield _joint_codes(first, second[rng.permutation(first.size)], width)
+            for inside in halves_inside:
+                if inside.any():
+                    for _ in range(n_permutations):
+                        yield _joint_codes(*rotated_pairs(first[inside], second[inside], document[inside], rng),
+                                           width)
+
         # Re-pairing keeps both marginals, so only the joint entropy changes.
-        rotations = np.array([_joint_entropies(_joint_codes(*rotated_pairs(first, second, document, rng), width))[1]
-                              for _ in range(n_permutations)])
-        permutations = np.array([_joint_entropies(_joint_codes(first, second[rng.permutation(first.size)],
-                                                               width))[1] for _ in range(n_permutations)])
+        joints = np.asarray(_miller_madow_joints(repairings()))
+        rotations, permutations = joints[:n_permutations], joints[n_permutations:2 * n_permutations]
         fallback[j] = not can_rotate(document)
         out["plugin"][j] = first_plugin[0] + second_plugin[0] - joint_plugin[0]
         out["miller_madow"][j] = marginals[0] - joint[0]
@@ -446,18 +483,10 @@ def mutual_information_profile(
         if n_permutations > 1:
             out["baseline_std"][j] = rotations.std(ddof=1)
             out["permutation_baseline_std"][j] = permutations.std(ddof=1)
-        for b in range(n_half_samples):
-            inside = weights[document, b + 1] > 0
-            if not inside.any():
-                continue
-            # The half's own baseline: its own pairs re-paired, so that it has the half's marginals, and
-            # averaged over as many rotations as the full data's, so that the half is estimated alike.
-            half_first, half_second, half_document = first[inside], second[inside], document[inside]
-            half_fallbacks += not can_rotate(half_document)
-            baseline = np.mean([_joint_entropies(_joint_codes(*rotated_pairs(half_first, half_second, half_document,
-                                                                             rng), width))[1]
-                                for _ in range(n_permutations)])
-            half_samples[b, j] = baseline - joint[b + 1]
+        per_half = iter(joints[2 * n_permutations:].reshape(-1, n_permutations))
+        for b, inside in enumerate(halves_inside):
+            if inside.any():
+                half_samples[b, j] = next(per_half).mean() - joint[b + 1]
     if fallback.any():
         warnings.warn(f"no rotation re-pairs the pairs at r = {', '.join(map(str, r_grid[fallback]))} (one document "
                       "holds more than half of them): the baseline there is a uniform permutation's, which "

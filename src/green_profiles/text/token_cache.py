@@ -100,6 +100,9 @@ def encode(texts: Sequence[str], tokenizer: object) -> list[np.ndarray]:
     if not texts:
         return []
     # verbose=False: documents are longer than the model's context on purpose; windows cut them later.
+    if len(texts) == 1:  # one text as one string, as the authors' scripts call it (the same ids as a batch of one)
+        return [np.asarray(tokenizer(texts[0], add_special_tokens=False, verbose=False)["input_ids"],  # type: ignore[operator]
+                           dtype=np.int64)]
     encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)  # type: ignore[operator]
     return [np.asarray(ids, dtype=np.int64) for ids in encoded["input_ids"]]
 
