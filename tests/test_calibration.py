@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from green_profiles.analysis.fits import bootstrap_fits, verdict
-from green_profiles.analysis.fits.calibration import Calibration, calibrate, holdout_errors, null_rows
+from green_profiles.analysis.fits.batched import fit_profiles
+from green_profiles.analysis.fits.calibration import (
+    Calibration,
+    calibrate,
+    holdout_errors,
+    null_rows,
+    without_fitted_directions,
+)
+from green_profiles.analysis.fits.laws import FIT_PARAMS, log_model
 from green_profiles.analysis.fits.resampling import resampled_profiles
 
 # Distances like the default book's: r = 0, then roughly log-spaced to 511 tokens.
@@ -136,3 +144,17 @@ def test_calibration_is_recorded_in_the_result_and_skipped_with_n_sim_0(power_re
     assert isinstance(power_result.calibration, Calibration) and power_result.calibration.n_sim == 100
     rows, group = documents(power, seed=6)
     assert bootstrap_fits(R, rows, n_boot=20, seed=0, group=group, n_sim=0).calibration is None
+
+
+def test_simulated_profiles_lose_only_what_the_laws_parameters_could_absorb():
+    fit = fit_profiles(R, power(R)[None, :], models=("power_floor",))["power_floor"]
+    # A small change of the law's own parameters only is removed: the fitted curve comes back (to first order).
+    moved = dict(zip(FIT_PARAMS["power_floor"], fit.values[0] + np.array([0.05, -0.03, 0.02])))
+    along = np.exp(log_model("power_floor", moved, R))[None, :]
+    np.testing.assert_allclose(without_fitted_directions(fit, R, along)[0, 1:], power(R)[1:], rtol=2e-3)
+    # Noise keeps the part the law cannot absorb: refitting the projected profile gives the fit back.
+    noisy = power(R)[None, :] * np.exp(np.random.default_rng(8).normal(0, 0.2, (1, R.size)))
+    projected = without_fitted_directions(fit, R, noisy)
+    refit = fit_profiles(R, projected, models=("power_floor",))["power_floor"]
+    np.testing.assert_allclose(refit.values[0], fit.values[0], atol=2e-3)
+    assert not np.allclose(projected, power(R)[None, :], rtol=1e-3)

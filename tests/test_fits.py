@@ -574,7 +574,7 @@ def test_unit_is_recorded_and_named() -> None:
     assert "document bootstrap: 5 replicates over 12 documents" in str(result)
     call = verdict(result)
     assert call.unit == "document"
-    assert "(95% document bootstrap, 5 replicates, 12 documents; expanded intervals: fewer than 16 documents)" in str(call)
+    assert "(95% document bootstrap, 5 replicates, 12 documents)" in str(call)
     assert bootstrap_fits(R_BOOT, rows, n_boot=2, seed=0, group=group).unit == "window"
 
 

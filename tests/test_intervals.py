@@ -48,12 +48,12 @@ def test_unknown_method_is_refused():
         interval([1.0, 2.0], 0.95, "studentized")  # type: ignore[arg-type]
 
 
-def test_the_bootstrap_reads_expanded_intervals_below_sixteen_groups():
+def test_the_bootstrap_reads_expanded_intervals_below_eight_groups():
     assert small_sample_method(SMALL_SAMPLE_GROUPS - 1) == "expanded"
     assert small_sample_method(SMALL_SAMPLE_GROUPS) == "percentile"
     r = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128], dtype=float)
     rng = np.random.default_rng(3)
-    n_docs, per_doc = 10, 3
+    n_docs, per_doc = 6, 4
     rows = (0.01 + (r + 1) ** -0.9)[None, :] * np.exp(rng.normal(0, 0.5, (n_docs * per_doc, r.size)))
     rows[:, 0] = 1.0
     group = np.repeat(np.arange(n_docs), per_doc)

@@ -34,9 +34,10 @@ __all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "Verdict
            "fit_replicates", "paired_difference", "verdict"]
 
 # Below this many resampled groups (documents) intervals are read as expanded percentiles: a coverage simulation
-# at the default run's noise (benchmarks/simulate_inference.py coverage; book/methods.md) found the percentile
-# interval of p covering 0.85 at 5 documents and 0.935 at 8, the expanded one 0.91 and 0.965, BCa 0.80 and 0.885.
-SMALL_SAMPLE_GROUPS: int = 16
+# at the default run's noise (benchmarks/simulate_inference.py coverage; book/methods.md) found the 95% percentile
+# interval of p covering 0.86 at 5 documents and 0.95 at 8 and 16, the expanded one 0.93, 0.985 and 0.965, BCa
+# 0.78, 0.90 and 0.92.
+SMALL_SAMPLE_GROUPS: int = 8
 
 # Replicates of a bootstrap unless asked otherwise: the 2.5% endpoint of a 95% interval then rests on 50
 # replicates, and two seeds move it by a few hundredths of p (the methods page says how much).
