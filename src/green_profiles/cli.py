@@ -332,16 +332,18 @@ def _prepare(args: argparse.Namespace) -> int:
     from green_profiles.files.locations import default_data_dir
     from green_profiles.models.loading import smollm2_directory
     from green_profiles.text import load_corpus, prepare_offline_data
+    from green_profiles.text.token_cache import token_cache
     from green_profiles.text.windows import tokenize_documents
 
     data_dir = args.data_dir or default_data_dir()
+    cache = token_cache(data_dir)  # the runs sample their windows from the same tokens: tokenized once
     prepare_offline_data(data_dir)
     model_dir = smollm2_directory(data_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     print(f"{'corpus':<11} {'documents':>9} {'tokens':>10} {'>= 513':>7} {'>= 2049':>8}   (SmolLM2 tokens)")
     for name in ("gutenberg", "wikipedia"):
         documents = load_corpus(name, data_dir=data_dir)
-        lengths = np.array([len(ids) for ids in tokenize_documents(documents, tokenizer)])
+        lengths = np.array([len(ids) for ids in tokenize_documents(documents, tokenizer, cache=cache)])
         print(f"{name:<11} {len(documents):>9} {lengths.sum():>10,} {(lengths >= 513).sum():>7} "
               f"{(lengths >= 2049).sum():>8}")
     print(f"model weights: {model_dir}")

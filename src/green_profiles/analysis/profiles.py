@@ -30,7 +30,6 @@ from green_profiles.runs.measurement import measure_run
 from green_profiles.runs.store import CorruptRunError, StoredRun, read_run, runs_directory, stored_metadata
 from green_profiles.kernel.counts import NormCounts, count_norms, measured_mask, valid_mask
 from green_profiles.analysis.fits import N_BOOT, bootstrap_fits, fit_decay_models, verdict
-from green_profiles.analysis.fits.calibration import N_SIM
 
 _STATISTICS = ("median", "mean", "trimmed_mean", "q10", "q25", "q75", "q90")
 # With fewer documents than this a document bootstrap has too few units to resample; windows are used.
@@ -236,13 +235,13 @@ class ProfileRun:
 
         With ``layer``, of that layer's profile; the same seed draws the same documents for every
         layer, so the layers' intervals come from the same resampled text. ``n_sim`` simulated
-        profiles per law for the calibrated checks; ``None``: ``min(N_SIM, n_boot)``, so that a quick
-        look with few replicates stays quick.
+        profiles per law for the calibrated checks (``None``: ``min(N_SIM, n_boot)``; see
+        :func:`~green_profiles.analysis.fits.bootstrap_fits`).
         """
         unit_name, labels = self.resampling_unit(unit)
         return bootstrap_fits(self.distances, self.normalized(selection, layer), n_boot=n_boot, seed=seed,
                               group=labels, group_name=unit_name, statistic=statistic,
-                              n_sim=min(N_SIM, n_boot) if n_sim is None else n_sim)
+                              n_sim=n_sim)
 
     def summary(self, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
                 layer: int | None = None, result: Any = None) -> dict[str, Any]:

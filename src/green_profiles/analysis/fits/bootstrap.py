@@ -212,7 +212,7 @@ def bootstrap_fits(
     confidence: float = 0.95,
     weights: ArrayLike | None = None,
     group_name: str = "window",
-    n_sim: int = N_SIM,
+    n_sim: int | None = None,
 ) -> BootstrapResult:
     """Percentile bootstrap of the decay fits, resampling whole groups of rows, and the calibrated checks.
 
@@ -246,7 +246,8 @@ def bootstrap_fits(
         used in the printed result and the verdict sentence.
     n_sim:
         Simulated profiles per law for :func:`~green_profiles.analysis.fits.calibration.calibrate`
-        (0: no calibration; the verdict then rests on the gap's interval alone).
+        (0: no calibration; the verdict then rests on the gap's interval alone); ``None``:
+        ``min(N_SIM, n_boot)``, so that a quick look with few replicates stays quick.
 
     Returns
     -------
@@ -269,6 +270,7 @@ def bootstrap_fits(
     result = fit_replicates(r_arr, profile, replicates, n_groups=len(names), weights=weights, confidence=confidence,
                             seed=seed, statistic=statistic, group_name=group_name)
     checks = None
+    n_sim = min(N_SIM, n_boot) if n_sim is None else n_sim
     if n_sim > 0:
         checks = calibrate(r_arr, data, group, n_sim=n_sim, seed=seed, statistic=statistic, weights=weights,
                            start_params={f.name: f.params for f in result.point if f.success})
