@@ -12,8 +12,17 @@ gradient norms, hence also dimensionless). One module per idea:
     :class:`FitTable`, :class:`FitResult` with its quality flags ``at_bound``,
     ``flat``, ``usable``) and :func:`rmse_gap`, exponential minus power law, both
     with floor.
+:mod:`~green_profiles.analysis.fits.resampling`
+    Whole groups of rows (documents, windows) resampled into per-distance profiles.
+:mod:`~green_profiles.analysis.fits.batched`
+    All replicates' fits at once (a vectorized Levenberg–Marquardt).
+:mod:`~green_profiles.analysis.fits.intervals`
+    Percentile, expanded-percentile and BCa intervals from replicate values.
+:mod:`~green_profiles.analysis.fits.calibration`
+    The calibrated checks of a verdict: each law's null simulation, goodness of
+    fit, and held-out distances.
 :mod:`~green_profiles.analysis.fits.bootstrap`
-    Resampling whole windows (or documents) for percentile intervals of ``p``
+    Resampling whole windows (or documents) for intervals of ``p``
     and of the gap (:func:`bootstrap_fits`; :func:`fit_replicates` for profiles
     resampled elsewhere), and the :class:`Verdict` they support (:func:`verdict`).
 :mod:`~green_profiles.analysis.fits.range_scan`

@@ -2,14 +2,17 @@
 
 Rows that share a window (or a document) share its text, so they are not
 independent; :func:`bootstrap_fits` resamples whole groups, recomputes the
-per-distance median (or mean) profile and refits, giving percentile intervals for
-``p`` and for the log-RMSE gap between the exponential and the power law, both
-with floor. A replicate whose fit is flat or has its shape parameter at a bound
-measures no decay: it is left out of that statistic's interval (and of the gap)
-and counted, and a verdict resting on an interval that left out more than α/2 of
-the replicates is undecided. Whether the profile decays at all is tested without
-a model: the interval of its total log drop, first fitted distance to last, must
-lie above zero. :func:`verdict` turns the result into a :class:`Verdict`.
+per-distance median (or mean) profile and refits, giving intervals for ``p`` and
+for the log-RMSE gap between the exponential and the power law, both with floor
+(percentile intervals, expanded below :data:`SMALL_SAMPLE_GROUPS` groups). A
+replicate whose fit is flat or has its shape parameter at a bound measures no
+decay: it is left out of that statistic's interval (and of the gap) and counted,
+and a verdict resting on an interval that left out more than α/2 of the
+replicates is undecided. Whether the profile decays at all is tested without a
+model: the interval of its total log drop, first fitted distance to last, must
+lie above zero. Which law it follows is decided by the calibrated checks of
+:mod:`.calibration` (each law's null simulation, goodness of fit, held-out
+distances). :func:`verdict` turns the result into a :class:`Verdict`.
 """
 
 from __future__ import annotations
