@@ -36,10 +36,8 @@ from green_profiles.kernel.counts import valid_mask
 __all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "Verdict", "Winner", "bootstrap_fits",
            "fit_replicates", "paired_difference", "verdict"]
 
-# Below this many resampled groups (documents) intervals are read as expanded percentiles: a coverage simulation
-# at the default run's noise (benchmarks/simulate_inference.py coverage; book/methods.md) found the 95% percentile
-# interval of p covering 0.86 at 5 documents and 0.95 at 8 and 16, the expanded one 0.93, 0.985 and 0.965, BCa
-# 0.78, 0.90 and 0.92.
+# Below this many resampled groups (documents) intervals are read as expanded percentiles, where the percentile
+# interval under-covers; from here on it holds (the coverage simulation: book/methods.md, "Few documents").
 SMALL_SAMPLE_GROUPS: int = 8
 
 # Replicates of a bootstrap unless asked otherwise: the 2.5% endpoint of a 95% interval then rests on 50
