@@ -158,3 +158,14 @@ def test_simulated_profiles_lose_only_what_the_laws_parameters_could_absorb():
     refit = fit_profiles(R, projected, models=("power_floor",))["power_floor"]
     np.testing.assert_allclose(refit.values[0], fit.values[0], atol=2e-3)
     assert not np.allclose(projected, power(R)[None, :], rtol=1e-3)
+
+
+def test_too_few_simulations_to_reach_alpha_leave_the_decision_to_the_gap_interval(power_result):
+    few = _with(power_result, n_sim=10, p_exponential=1 / 11, p_power=1.0, fit_p={"power_floor": 0.5, "exp_floor": 0.5})
+    assert few.winner == "power law"  # the gap interval lies above zero
+    assert few.note == "10 simulations cannot give a p-value below 0.05: the gap's interval decided"
+    nineteen = _with(power_result, n_sim=19, p_exponential=1 / 20, p_power=1.0,
+                     fit_p={"power_floor": 0.5, "exp_floor": 0.5})
+    assert nineteen.winner == "power law" and "19 simulations cannot" in nineteen.note  # 1/20 is not below 0.05
+    enough = _with(power_result, n_sim=20, p_exponential=0.05, p_power=1.0, fit_p={"power_floor": 0.5, "exp_floor": 0.5})
+    assert enough.winner == "undecided" and enough.note == "neither law rejected at 0.05"  # 1/21 could be

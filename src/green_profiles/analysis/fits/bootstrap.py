@@ -502,8 +502,10 @@ def verdict(result: BootstrapResult) -> Verdict:
        rejected, the power law is not, and the power law predicts the held-out
        distances better (or there was no held-out check); ``"exponential"``
        symmetrically; ``"undecided"`` otherwise, with the reason;
-    5. without them: ``"power law"`` when the whole gap interval is above zero,
-       ``"exponential"`` when it is below, ``"undecided"`` otherwise.
+    5. without them, or with too few simulations for a p-value below ``α``
+       (``1/(n_sim + 1) ≥ α``, as in quick looks with a few replicates; a note says so):
+       ``"power law"`` when the whole gap interval is above zero, ``"exponential"`` when
+       it is below, ``"undecided"`` otherwise.
 
     A ``p`` interval with more than ``α/2`` of its replicates left out is reported
     with a note saying so.
@@ -515,7 +517,7 @@ def verdict(result: BootstrapResult) -> Verdict:
     p = point["p_power_floor"]
     p_low, p_high = result.intervals["p_power_floor"] if math.isfinite(p) else (math.nan, math.nan)
     drop_low, drop_high = result.intervals.get("log_drop", (math.nan, math.nan))
-    alpha = 1.0 - result.confidence
+    alpha = round(1.0 - result.confidence, 12)  # 1 - 0.95 is 0.05000000000000004 in floats: p = 0.05 is not below it
     half_alpha = alpha / 2.0
     gap_left_out, p_left_out = result.left_out("rmse_gap"), result.left_out("p_power_floor")
     fits = {name: result.point.get(name) for name in ("power_floor", "exp_floor")}
@@ -541,7 +543,8 @@ def verdict(result: BootstrapResult) -> Verdict:
         winner = "undecided"
         notes.append(f"{100 * gap_left_out:.1f}% of the replicates left out of the gap, more than "
                      f"{100 * half_alpha:g}%")
-    elif checks is not None and math.isfinite(checks.p_exponential) and math.isfinite(checks.p_power):
+    elif checks is not None and math.isfinite(checks.p_exponential) and math.isfinite(checks.p_power) \
+            and 1.0 / (checks.n_sim + 1) < alpha:
         winner = _calibrated_winner(checks, alpha, notes)
     elif gap_low > 0:
         winner = "power law"
@@ -549,6 +552,9 @@ def verdict(result: BootstrapResult) -> Verdict:
         winner = "exponential"
     else:
         winner = "undecided"
+    if checks is not None and winner in ("power law", "exponential", "undecided") and not notes \
+            and 1.0 / (checks.n_sim + 1) >= alpha:
+        notes.append(f"{checks.n_sim} simulations cannot give a p-value below {alpha:g}: the gap's interval decided")
     if winner != "failed" and winner not in NO_DECAY and math.isfinite(p) and p_left_out > half_alpha:
         notes.append(f"the p interval leaves out {100 * p_left_out:.1f}% of the replicates, more than "
                      f"{100 * half_alpha:g}%")
