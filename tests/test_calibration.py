@@ -14,7 +14,7 @@ from green_profiles.analysis.fits.calibration import (
     Calibration,
     calibrate,
     holdout_errors,
-    null_rows,
+    null_scale,
     without_fitted_directions,
 )
 from green_profiles.analysis.fits.laws import FIT_PARAMS, log_model
@@ -42,17 +42,20 @@ def documents(law, seed: int, n_documents: int = 24, per_document: int = 4, sigm
 
 
 @pytest.mark.parametrize("statistic", ["median", "mean"])
-def test_rescaled_rows_have_the_curve_as_their_profile(statistic):
+def test_scaled_resamples_are_the_resamples_of_rows_whose_profile_is_the_curve(statistic):
     rows, group = documents(power, seed=0, per_document=3)  # 72 rows: an even count, the median averages two
     rows[3, 5] = np.nan  # missing stays missing
     rows[7, 6] = 0.0  # an underflowed norm stays zero, ranked lowest
-    profile, _, _ = resampled_profiles(rows, group, n_boot=0, statistic=statistic)
+    profile, replicates, _ = resampled_profiles(rows, group, n_boot=30, seed=1, statistic=statistic)
     curve = exponential(R)
-    rescaled = null_rows(R, rows, profile, curve)
-    new_profile, _, _ = resampled_profiles(rescaled, group, n_boot=0, statistic=statistic)
+    scale = null_scale(R, profile, curve)
+    assert scale[0] == 1.0  # r = 0 untouched
+    # What calibrate simulates (the original resamples, scaled) is what resampling the rescaled rows gives,
+    # and the rescaled rows' own profile is the curve.
+    new_profile, rescaled_replicates, _ = resampled_profiles(rows * scale, group, n_boot=30, seed=1,
+                                                             statistic=statistic)
     np.testing.assert_allclose(new_profile[1:], curve[1:], rtol=1e-12)
-    assert new_profile[0] == profile[0]  # r = 0 untouched
-    assert np.isnan(rescaled[3, 5]) and rescaled[7, 6] == 0.0
+    np.testing.assert_allclose(rescaled_replicates, replicates * scale, rtol=1e-12)
 
 
 # Under its own truth a law's p-values are spread evenly over (0, 1) (seeds 1-5 of documents(): 0.03-0.63), so

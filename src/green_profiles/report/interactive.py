@@ -22,7 +22,7 @@ import numpy as np
 from green_profiles.runs.configuration import Selection
 from green_profiles.report.figures import DEPTH_COLORMAP, _init_position, condition_color
 from green_profiles.analysis.profiles import ProfileRun
-from green_profiles.analysis.fits.resampling import ColumnAggregator
+from green_profiles.analysis.fits.resampling import resampled_profiles
 
 # The figure's width follows the text column (responsive); its height is fixed.
 HEIGHT = 460
@@ -43,14 +43,8 @@ def median_interval(run: ProfileRun, selection: Selection = "pred", n_boot: int 
     with warnings.catch_warnings():  # a run of few documents: its fits' bootstrap already says so
         warnings.simplefilter("ignore", UserWarning)
         _, labels = run.resampling_unit()
-    _, inverse = np.unique(labels, return_inverse=True)
-    n_groups = int(inverse.max()) + 1
-    # The same multiplicity-weighted median as the fits' bootstrap (no rows copied per replicate).
-    aggregate = ColumnAggregator(run.normalized(selection, layer), "median")
-    rng = np.random.default_rng(seed)
-    replicates = np.empty((n_boot, run.distances.size))
-    for b in range(n_boot):
-        replicates[b] = aggregate(np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[inverse])
+    # The same draws and the same multiplicity-weighted median as the fits' bootstrap.
+    _, replicates, _ = resampled_profiles(run.normalized(selection, layer), labels, n_boot=n_boot, seed=seed)
     tail = 100 * (1 - confidence) / 2
     with warnings.catch_warnings():  # a distance no replicate reaches stays NaN, as meant
         warnings.simplefilter("ignore", RuntimeWarning)

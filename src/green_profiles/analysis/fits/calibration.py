@@ -5,7 +5,7 @@ The gap's bootstrap interval says how precisely the gap is measured; these check
 say what it means. Each works on the rows themselves, grouped by document:
 
 - **Null simulation of a law.** The rows are rescaled, distance by distance, so
-  that their median (or mean) is the law's full-data fit; each row keeps its
+  that their median (or mean) is the law's full-data fit (:func:`null_scale`); each row keeps its
   deviation from the profile, so the noise, its skew and its correlation within a
   document are the data's own. Whole groups are resampled and both laws refitted:
   the gaps ``rmse(exp_floor) − rmse(power_floor)`` this gives are what that law
@@ -33,7 +33,7 @@ from green_profiles.analysis.fits.laws import FIT_PARAMS, FloatArray, log_model
 from green_profiles.analysis.fits.resampling import ColumnAggregator, group_index, resampled_profiles
 from green_profiles.kernel.counts import valid_mask
 
-__all__ = ["LAWS", "N_SIM", "N_SPLITS", "Calibration", "calibrate", "holdout_errors", "null_rows",
+__all__ = ["LAWS", "N_SIM", "N_SPLITS", "Calibration", "calibrate", "holdout_errors", "null_scale",
            "without_fitted_directions"]
 
 # The two laws the verdict compares.
@@ -93,26 +93,20 @@ class Calibration:
                 f"fit p-values power {self.fit_p['power_floor']:.3f}, exp {self.fit_p['exp_floor']:.3f}; {held}")
 
 
-def null_rows(r: ArrayLike, rows: ArrayLike, profile: ArrayLike, curve: ArrayLike) -> FloatArray:
-    """The rows rescaled per distance so that their profile becomes ``curve``.
+def null_scale(r: ArrayLike, profile: ArrayLike, curve: ArrayLike) -> FloatArray:
+    """The factor per distance ``[n_r]`` that moves a profile onto ``curve``: ``curve / profile`` where both are
+    valid and ``r ≥ 1``, 1 elsewhere.
 
-    Args:
-        r: distances ``[n_r]`` (tokens); columns with ``r < 1`` are left as they are.
-        rows: ``[n_rows, n_r]`` values; invalid entries stay invalid, zeros stay zero.
-        profile: their per-distance median or mean ``[n_r]``.
-        curve: the law's values ``[n_r]`` the rescaled profile should take.
-
-    Returns:
-        ``[n_rows, n_r]``: each column multiplied by ``curve / profile`` (a median or a mean of positive
-        values scales with its column, so the new profile is ``curve`` exactly).
+    A median or a mean of positive values scales with its column, so the rows multiplied column by column by
+    this factor have ``curve`` as their profile, and every resample of them is the same resample of the
+    original rows times the factor: the null simulations scale the original replicates instead of
+    resampling rescaled rows.
     """
     r_arr = np.asarray(r, dtype=np.float64).ravel()
-    data = np.asarray(rows, dtype=np.float64)
     profile_arr = np.asarray(profile, dtype=np.float64).ravel()
     curve_arr = np.asarray(curve, dtype=np.float64).ravel()
     usable = (r_arr >= 1) & valid_mask(profile_arr) & valid_mask(curve_arr)
-    scale = np.where(usable, curve_arr / np.where(usable, profile_arr, 1.0), 1.0)
-    return data * scale[None, :]
+    return np.where(usable, curve_arr / np.where(usable, profile_arr, 1.0), 1.0)
 
 
 def without_fitted_directions(fit: BatchFit, r: FloatArray, simulated: FloatArray,
@@ -183,7 +177,8 @@ def calibrate(
     """
     r_arr = np.asarray(r, dtype=np.float64).ravel()
     data = np.asarray(rows, dtype=np.float64)
-    profile, _, _ = resampled_profiles(data, group, n_boot=0, statistic=statistic)
+    # One set of resamples serves both laws (the same draws: common random numbers), each scaled onto its fit.
+    profile, resampled, _ = resampled_profiles(data, group, n_boot=n_sim, seed=_stream(seed, 1), statistic=statistic)
     observed = fit_profiles(r_arr, profile[None, :], weights, models=LAWS, start_params=start_params)
     rmse = {law: float(observed[law].rmse[0]) for law in LAWS}
     gap = rmse["exp_floor"] - rmse["power_floor"]
@@ -193,8 +188,7 @@ def calibrate(
         if not observed[law].success[0]:
             continue
         curve = np.exp(_log_curve(observed[law], 0, r_arr))
-        _, simulated, _ = resampled_profiles(null_rows(r_arr, data, profile, curve), group, n_boot=n_sim,
-                                             seed=_stream(seed, 1), statistic=statistic)
+        simulated = resampled * null_scale(r_arr, profile, curve)[None, :]
         simulated = without_fitted_directions(observed[law], r_arr, simulated, weights)
         fits = fit_profiles(r_arr, simulated, weights, models=LAWS, start_params=start_params)
         with np.errstate(invalid="ignore"):
