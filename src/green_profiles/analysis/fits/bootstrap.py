@@ -189,8 +189,7 @@ class BootstrapResult:
 
 
 def _method_text(method: str) -> str:
-    return ("expanded percentile (fewer than " f"{SMALL_SAMPLE_GROUPS} groups)" if method == "expanded"
-            else method)
+    return f"expanded percentile (fewer than {SMALL_SAMPLE_GROUPS} groups)" if method == "expanded" else method
 
 
 def small_sample_method(n_groups: int) -> IntervalMethod:
@@ -523,6 +522,8 @@ def verdict(result: BootstrapResult) -> Verdict:
     fits = {name: result.point.get(name) for name in ("power_floor", "exp_floor")}
     failed = [name for name, fit in fits.items() if fit is None or not fit.success]
     checks = result.calibration
+    # Fewer than 1/α - 1 simulations cannot put any observation in a tail below α: the checks cannot decide.
+    decisive = checks is not None and 1.0 / (checks.n_sim + 1) < alpha
     notes = []
     winner: Winner
     if failed:
@@ -543,18 +544,13 @@ def verdict(result: BootstrapResult) -> Verdict:
         winner = "undecided"
         notes.append(f"{100 * gap_left_out:.1f}% of the replicates left out of the gap, more than "
                      f"{100 * half_alpha:g}%")
-    elif checks is not None and math.isfinite(checks.p_exponential) and math.isfinite(checks.p_power) \
-            and 1.0 / (checks.n_sim + 1) < alpha:
+    elif decisive and math.isfinite(checks.p_exponential) and math.isfinite(checks.p_power):
         winner = _calibrated_winner(checks, alpha, notes)
-    elif gap_low > 0:
-        winner = "power law"
-    elif gap_high < 0:
-        winner = "exponential"
     else:
-        winner = "undecided"
-    if checks is not None and winner in ("power law", "exponential", "undecided") and not notes \
-            and 1.0 / (checks.n_sim + 1) >= alpha:
-        notes.append(f"{checks.n_sim} simulations cannot give a p-value below {alpha:g}: the gap's interval decided")
+        winner = "power law" if gap_low > 0 else "exponential" if gap_high < 0 else "undecided"
+        if checks is not None and not decisive:
+            notes.append(f"{checks.n_sim} simulations cannot give a p-value below {alpha:g}: the gap's interval "
+                         "decided")
     if winner != "failed" and winner not in NO_DECAY and math.isfinite(p) and p_left_out > half_alpha:
         notes.append(f"the p interval leaves out {100 * p_left_out:.1f}% of the replicates, more than "
                      f"{100 * half_alpha:g}%")
@@ -663,8 +659,8 @@ def paired_difference(a: BootstrapResult, b: BootstrapResult, key: str = "p_powe
     n = min(a.n_boot, b.n_boot)
     differences = a.replicates[key][:n] - b.replicates[key][:n]
     usable = differences[np.isfinite(differences)]
-    low, high = interval(usable, a.confidence, small_sample_method(min(a.n_groups, b.n_groups)),
-                         n_groups=min(a.n_groups, b.n_groups))
+    n_groups = min(a.n_groups, b.n_groups)
+    low, high = interval(usable, a.confidence, small_sample_method(n_groups), n_groups=n_groups)
     return PairedDifference(key=key, difference=float(a.point_estimates[key] - b.point_estimates[key]),
                             low=float(low), high=float(high), paired=paired, n_pairs=int(usable.size), n_boot=n,
                             confidence=a.confidence, left_out=1.0 - usable.size / n, unit=a.unit)
