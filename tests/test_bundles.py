@@ -4,6 +4,7 @@ conflicting stored run) without anything half-written in the store; then the com
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -14,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from green_profiles.runs.bundles import BundleError, export_runs, import_runs, read_manifest
+from green_profiles.runs.bundles import BundleError, export_runs, import_runs, read_manifest, trusted_checksums
 from green_profiles.cli import main
 from green_profiles.analysis.profiles import list_runs, load_run
+from green_profiles.runs.keys import METADATA_CHECKSUM, metadata_checksum, recorded_keys
 from green_profiles.runs.store import CorruptRunError, runs_directory
 
 
@@ -177,7 +179,7 @@ def test_a_run_under_another_keys_name_is_refused(measured, bundle, tmp_path):
             info.size = len(data)
             copy.addfile(info, io.BytesIO(data))
     report = import_runs(tmp_path / "renamed.tar.gz", runs_directory(tmp_path))
-    assert report.imported == [keys[1]] and f"names key '{keys[0]}'" in report.refused[impostor]
+    assert report.imported == [keys[1]] and f"give key {keys[0]}" in report.refused[impostor]
     assert not (runs_directory(tmp_path) / impostor).exists()
 
 
@@ -195,6 +197,7 @@ def test_a_conflicting_stored_run_is_left_alone_unless_replace(measured, bundle,
     import_runs(bundle, store)
     metadata_file = store / keys[0] / "metadata.json"
     ours = json.loads(metadata_file.read_text()) | {"created": "measured here, differently"}
+    ours[METADATA_CHECKSUM] = metadata_checksum(ours)
     metadata_file.write_text(json.dumps(ours))  # still an intact run of this key, but not the bundle's
     report = import_runs(bundle, store)
     assert "a different run with this key is stored" in report.refused[keys[0]] and not report.ok
@@ -267,7 +270,7 @@ def test_command_line_user_errors_exit_2(measured, bundle, tmp_path, capsys):
 def test_a_run_failing_the_stores_check_at_install_leaves_nothing_behind(measured, bundle, tmp_path, monkeypatch):
     import green_profiles.runs.bundles as bundles
 
-    def refuse(path):
+    def refuse(path, **checks):
         raise CorruptRunError(f"run {path}: refused for the test")
 
     monkeypatch.setattr(bundles, "read_checked", refuse)
@@ -275,3 +278,146 @@ def test_a_run_failing_the_stores_check_at_install_leaves_nothing_behind(measure
     report = import_runs(bundle, store)
     assert not report.imported and all("fails the store's check" in why for why in report.refused.values())
     assert nothing_written(store)
+
+
+# --- crafted bundles: consistent manifests, every checksum recomputed ------------------------------------
+
+
+def craft(bundle: Path, destination: Path, key: str, edit: Callable[[dict[str, bytes]], tuple[str, dict[str, bytes]]]
+          ) -> Path:
+    """A bundle as an attacker with the format's documentation would write it: run ``key``'s files passed through
+    ``edit`` (which may also file them under another key), and a manifest recomputed to match every file."""
+    with tarfile.open(bundle, "r:gz") as original:
+        members = {member.name: original.extractfile(member).read() for member in original.getmembers()}
+    manifest = json.loads(members.pop("MANIFEST.json"))
+    runs: dict[str, dict[str, bytes]] = {}
+    for name, data in members.items():
+        _, run, file = name.split("/")
+        runs.setdefault(run, {})[file] = data
+    new_key, runs[key] = edit(runs[key])
+    runs[new_key] = runs.pop(key)
+    entries = []
+    for run, files in sorted(runs.items()):
+        metadata = json.loads(files["metadata.json"])
+        entries.append({"key": run, "settings": metadata["config"], "provenance": metadata["provenance"],
+                        "rows": metadata.get("n_rows"),
+                        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+                                  for name, data in sorted(files.items())}})
+    manifest["runs"] = entries
+    with tarfile.open(destination, "w:gz") as copy:
+        for name, data in [("MANIFEST.json", json.dumps(manifest).encode())] + [
+                (f"runs/{run}/{file}", data) for run, files in sorted(runs.items()) for file, data in sorted(files.items())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            copy.addfile(info, io.BytesIO(data))
+    return destination
+
+
+def with_metadata(files: dict[str, bytes], edit: Callable[[dict], None]) -> dict[str, bytes]:
+    """The run's files with its metadata edited and every checksum in it recomputed."""
+    metadata = json.loads(files["metadata.json"])
+    edit(metadata)
+    metadata["sha256"] = {name: hashlib.sha256(files[name]).hexdigest() for name in ("profiles.npz", "rows.csv")}
+    metadata[METADATA_CHECKSUM] = metadata_checksum(metadata)
+    return files | {"metadata.json": json.dumps(metadata, indent=2).encode()}
+
+
+def scaled_norms(files: dict[str, bytes], factor: float) -> dict[str, bytes]:
+    with np.load(io.BytesIO(files["profiles.npz"])) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["pred_raw"] = arrays["pred_raw"] * factor
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return files | {"profiles.npz": buffer.getvalue()}
+
+
+def test_crafted_bundle_a_run_filed_under_a_key_of_the_senders_choosing_is_refused(measured, bundle, tmp_path,
+                                                                                   capsys):
+    _, keys = measured
+    chosen = "00000000deadbeef"
+
+    def refile(files):
+        return chosen, with_metadata(files, lambda m: m.update(key=chosen))
+
+    crafted = craft(bundle, tmp_path / "crafted.tar.gz", keys[0], refile)
+    target = tmp_path / "target"
+    assert main(["--data-dir", str(target), "import", str(crafted)]) == 2
+    out = capsys.readouterr().out
+    assert f"{chosen} refused" in out and f"give key {keys[0]}" in out
+    assert not (runs_directory(target) / chosen).exists()
+
+
+def test_crafted_bundle_other_settings_under_the_runs_own_key_are_refused(measured, bundle, tmp_path, capsys):
+    # The issue's case: metadata claiming pythia-410m at L = 2048 under the measured run's key.
+    _, keys = measured
+
+    def claim(files):
+        return keys[0], with_metadata(files, lambda m: m["config"].update(model="pythia-410m", seq_len=2048))
+
+    crafted = craft(bundle, tmp_path / "crafted.tar.gz", keys[0], claim)
+    target = tmp_path / "target"
+    assert main(["--data-dir", str(target), "import", str(crafted)]) == 2
+    assert f"{keys[0]} refused" in capsys.readouterr().out
+    assert not (runs_directory(target) / keys[0]).exists()
+    assert (runs_directory(target) / keys[1]).is_dir()  # the honest run of the bundle is imported
+
+
+def test_crafted_bundle_forged_numbers_need_the_trusted_list_or_verify(measured, bundle, tmp_path, capsys):
+    # Norms multiplied by 5 with every checksum recomputed: consistent, so no check of the bundle alone can
+    # tell. The list of trusted SHA-256s refuses it; `verify` measures it again and finds it out.
+    _, keys = measured
+    forged = craft(bundle, tmp_path / "forged.tar.gz", keys[0],
+                   lambda files: (keys[0], with_metadata(scaled_norms(files, 5.0), lambda m: None)))
+    trusted = tmp_path / "SHA256SUMS"
+    trusted.write_text(f"{hashlib.sha256(bundle.read_bytes()).hexdigest()}  published/{bundle.name}\n")
+    target = tmp_path / "target"
+    assert main(["--data-dir", str(target), "import", "--trusted", str(trusted), str(forged)]) == 2
+    assert "not in the list of trusted checksums" in capsys.readouterr().err
+    assert nothing_written(runs_directory(target))
+    assert main(["--data-dir", str(target), "import", "--trusted", str(trusted), str(bundle)]) == 0
+    capsys.readouterr()
+
+    unchecked = tmp_path / "unchecked"
+    assert main(["--data-dir", str(unchecked), "import", str(forged)]) == 0  # the limit the README states
+    capsys.readouterr()
+    assert main(["--data-dir", str(unchecked), "verify", keys[0], "--windows", "1"]) == 2
+    assert "DOES NOT MATCH" in capsys.readouterr().out
+    assert main(["--data-dir", str(target), "verify", keys[0], "--windows", "1"]) == 0
+    assert ": matches" in capsys.readouterr().out
+
+
+def test_a_bundle_run_without_a_metadata_checksum_is_refused(measured, bundle, tmp_path):
+    _, keys = measured
+
+    def strip(files):
+        metadata = json.loads(files["metadata.json"])
+        metadata.pop(METADATA_CHECKSUM)
+        return keys[0], files | {"metadata.json": json.dumps(metadata).encode()}
+
+    crafted = craft(bundle, tmp_path / "crafted.tar.gz", keys[0], strip)
+    report = import_runs(crafted, runs_directory(tmp_path / "target"))
+    assert f"no {METADATA_CHECKSUM}" in report.refused[keys[0]]
+
+
+def test_an_older_stored_run_is_exported_with_its_metadata_checksum_added(measured, tmp_path):
+    data, keys = measured
+    copy = shutil.copytree(data, tmp_path / "data")
+    metadata_file = runs_directory(copy) / keys[0] / "metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata.pop(METADATA_CHECKSUM)
+    metadata_file.write_text(json.dumps(metadata))  # as stored before the checksum was written
+    exported = export_runs(runs_directory(copy), keys, tmp_path / "runs.tar.gz")
+    report = import_runs(exported, runs_directory(tmp_path / "target"))
+    assert sorted(report.imported) == keys
+    imported = json.loads((runs_directory(tmp_path / "target") / keys[0] / "metadata.json").read_text())
+    assert imported[METADATA_CHECKSUM] == metadata_checksum(imported)
+    assert recorded_keys(imported)[0] == keys[0]
+
+
+def test_trusted_checksum_lists_are_read_as_sha256sum_writes_them(tmp_path):
+    listed = tmp_path / "SHA256SUMS"
+    listed.write_text(f"# published runs\n{'a' * 64}  published/one.tar.gz\n{'B' * 64} *two.tar.gz\n\n")
+    assert trusted_checksums(listed) == {"a" * 64: "published/one.tar.gz", "b" * 64: "two.tar.gz"}
+    listed.write_text("not a checksum line\n")
+    with pytest.raises(ValueError, match=f"{listed}, line 1"):
+        trusted_checksums(listed)

@@ -155,3 +155,35 @@ def test_a_fault_that_is_not_bad_input_keeps_its_traceback(tiny_setup, tmp_path,
 def test_unknown_run_for_show_is_one_line(tmp_path, capsys):
     assert main(["--data-dir", str(tmp_path), "show", "0123456789abcdef"]) == 2
     assert "no stored run" in one_error_line(capsys)
+
+
+def test_a_negative_bootstrap_is_refused(tiny_store, tmp_path, capsys):
+    data = tiny_store.copy(tmp_path, "plain")
+    with pytest.raises(SystemExit) as exit:  # argparse's own refusal: usage and one error line, exit 2
+        main(["--data-dir", str(data), "show", tiny_store.key("plain"), "--bootstrap", "-5"])
+    assert exit.value.code == 2 and "--bootstrap: must be 0 or more, got -5" in capsys.readouterr().err
+
+
+def test_list_says_how_many_damaged_runs_it_skipped(tiny_store, tmp_path, capsys):
+    data = tiny_store.copy(tmp_path, "plain")
+    (data / "runs" / tiny_store.key("plain") / "rows.csv").write_text("damaged")
+    with pytest.warns(UserWarning, match="skipping a damaged run"):
+        assert main(["--data-dir", str(data), "list"]) == 0
+    assert capsys.readouterr().out.strip() == "no intact runs stored; 1 damaged run skipped (named above)"
+
+
+@pytest.mark.parametrize("seconds, text", [(42, "42 s"), (210, "3.5 min"), (7.2 * 3600, "7.2 h"),
+                                           (36 * 3600, "36.0 h"), (3 * 86400, "3.0 days"),
+                                           (670266.17 * 3600, "76.5 years")])
+def test_durations_print_in_the_largest_readable_unit(seconds, text):
+    from green_profiles.cli import duration_text
+
+    assert duration_text(seconds) == text
+
+
+def test_a_broken_settings_file_is_named_with_its_line(tmp_path, capsys):
+    broken = tmp_path / "settings.yml"
+    broken.write_text("default:\n  all: {n_windows: 4\n  coherent_text: {}\n")
+    assert main(["plan", "--settings", "default", "--settings-file", str(broken)]) == 2
+    message = one_error_line(capsys)
+    assert message.startswith(f"error: {broken}, line ") and "not valid YAML" in message

@@ -32,6 +32,7 @@ from green_profiles.runs.measurement import (
     stored_or_none,
 )
 from green_profiles.runs.provenance import Provenance
+from green_profiles.runs.keys import METADATA_CHECKSUM, metadata_checksum, recorded_keys
 from green_profiles.runs.store import StoredRun, flush_partial, partial_directory, read_run
 from green_profiles.text import load_corpus
 from green_profiles.text.windows import Windows
@@ -101,7 +102,8 @@ def test_a_damaged_run_is_none_silently_for_a_launcher(stored, store):
 def test_starting_anew_drops_flushed_windows_only_for_recompute(stored, tmp_path, capsys):
     key, provenance = stored.path.name, Provenance(**stored.metadata["provenance"])
     partial = partial_directory(tmp_path, key)
-    flush_partial(partial, key, stored.arrays["window_ids"], {0: {"true_tokens": stored.arrays["true_tokens"][0]}})
+    flush_partial(partial, key, stored.arrays["window_ids"], {0: {"true_tokens": stored.arrays["true_tokens"][0]}},
+                  distances=stored.arrays["distances"])
     start_anew(tmp_path, key, stored.metadata["settings_key"], provenance, recompute=False)
     assert partial.is_dir()
     start_anew(tmp_path, key, stored.metadata["settings_key"], provenance, recompute=True)
@@ -111,11 +113,12 @@ def test_starting_anew_drops_flushed_windows_only_for_recompute(stored, tmp_path
 
 def test_starting_anew_says_what_changed_since_an_earlier_version(stored, store, capsys):
     key, settings = stored.path.name, stored.metadata["settings_key"]
-    older = store / "00000000000000aa"
-    shutil.copytree(store / key, older)
-    metadata = json.loads((older / "metadata.json").read_text())
-    metadata["key"] = older.name
+    metadata = json.loads((store / key / "metadata.json").read_text())
     metadata["provenance"]["results_version"] -= 1
+    metadata["key"] = recorded_keys(metadata)[0]  # an intact run as the older code stored it, under its own key
+    metadata[METADATA_CHECKSUM] = metadata_checksum(metadata)
+    older = store / metadata["key"]
+    shutil.copytree(store / key, older)
     (older / "metadata.json").write_text(json.dumps(metadata))
     start_anew(store, key, settings, Provenance(**stored.metadata["provenance"]), recompute=False)
     said = capsys.readouterr().err
@@ -184,17 +187,24 @@ def flush_windows(partial: Path, stored: StoredRun, indices: list[int], **kwargs
     arrays = {name: stored.arrays[name] for name in ("true_raw", "pred_raw", "true_tokens", "pred_tokens",
                                                       "true_log_probs")}
     flush_partial(partial, "key", stored.arrays["window_ids"],
-                  {i: {name: values[i] for name, values in arrays.items()} for i in indices}, **kwargs)
+                  {i: {name: values[i] for name, values in arrays.items()} for i in indices},
+                  distances=stored.arrays["distances"], **kwargs)
+
+
+def resume_stored(partial: Path, stored: StoredRun, group=None):
+    """:func:`resume` for the parts :func:`flush_windows` writes (run key ``"key"``)."""
+    return resume(partial, stored.arrays["window_ids"], group, key="key", distances=stored.arrays["distances"],
+                  n_targets=stored.arrays["targets"].size)
 
 
 def test_resuming_picks_only_the_windows_in_no_part(stored, tmp_path):
     window_ids = stored.arrays["window_ids"]
-    fresh = resume(tmp_path / "none.partial", window_ids)
+    fresh = resume_stored(tmp_path / "none.partial", stored)
     assert fresh.done == {} and fresh.pending == fresh.mine == [0, 1, 2, 3, 4]
     partial = tmp_path / "key.partial"
     flush_windows(partial, stored, [0])
     flush_windows(partial, stored, [3], writer="rank1")
-    work = resume(partial, window_ids)
+    work = resume_stored(partial, stored)
     assert sorted(work.done) == [0, 3] and work.pending == [1, 2, 4] and work.mine == [1, 2, 4]
     np.testing.assert_array_equal(work.done[3]["pred_raw"], stored.arrays["pred_raw"][3])
 
@@ -212,9 +222,9 @@ class FakeGroup:
 def test_under_a_group_the_first_rank_reads_the_parts_and_each_takes_its_share(stored, tmp_path):
     partial = tmp_path / "key.partial"
     flush_windows(partial, stored, [1])
-    first = resume(partial, stored.arrays["window_ids"], FakeGroup(0, []))
+    first = resume_stored(partial, stored, FakeGroup(0, []))
     assert sorted(first.done) == [1] and first.pending == [0, 2, 3, 4] and first.mine == [0, 3]
-    other = resume(partial, stored.arrays["window_ids"], FakeGroup(1, [first.pending]))
+    other = resume_stored(partial, stored, FakeGroup(1, [first.pending]))
     assert other.done == {}, "the other ranks read no part"
     assert other.pending == [0, 2, 3, 4] and other.mine == [2, 4]
 
@@ -274,7 +284,8 @@ def test_an_interrupted_loop_keeps_its_finished_windows_and_closes_the_bar(tiny_
         measure_windows(inputs, config, work, partial=partial, key="key", bar=bar, kernel_options={},
                         flush_seconds=3600.0)
     assert sorted(work.done) == [0, 1] and bar.closed
-    assert sorted(resume(partial, inputs.windows.ids).done) == [0, 1]
+    assert sorted(resume(partial, inputs.windows.ids, key="key", distances=inputs.distances,
+                         n_targets=len(inputs.targets)).done) == [0, 1]
 
 
 def test_assembling_names_the_windows_that_no_part_holds(tiny_setup, stored, tmp_path):

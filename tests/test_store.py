@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,7 @@ from support import tiny_config
 import green_profiles.kernel.jacobian as jacobian
 import green_profiles.runs.store as store_module
 from green_profiles.analysis.profiles import list_runs, load_run, run_profile
+from green_profiles.runs.configuration import config_arguments
 
 # A child process that measures the tiny run with the given settings and prints its key and measuring pid.
 CHILD = textwrap.dedent("""
@@ -33,19 +35,29 @@ CHILD = textwrap.dedent("""
     from green_profiles.runs.configuration import RunConfig
     from green_profiles.analysis.profiles import run_profile
 
-    config, data, flush, pause = json.loads(sys.argv[1])
+    config, data, flush, pause, command_line = json.loads(sys.argv[1])
     real = jacobian.protocol_gradient_norms
     def slowed(*args, **kwargs):  # windows slow enough for the parent to act between them
         time.sleep(pause)
-        return real(*args, **kwargs)
+        rows = real(*args, **kwargs)
+        with open(Path(data) / "windows-measured", "a") as count:  # one line per finished window
+            count.write("1\\n")
+        return rows
     jacobian.protocol_gradient_norms = slowed
+    if command_line:  # as a user runs it: the CLI's signal handling and exit status
+        from green_profiles.cli import main
+        from green_profiles.runs.configuration import config_arguments
+        sys.exit(main(["--data-dir", data, "run", *config_arguments(RunConfig.from_dict(config)),
+                       f"--flush-seconds={flush}", "--bootstrap=0", "--no-progress"]))
     run = run_profile(RunConfig.from_dict(config), data_dir=Path(data), progress=True, flush_seconds=flush)
     print(json.dumps({"key": run.key, "measured_by": run.metadata["environment"]["pid"]}))
 """)
 
 
-def start_child(config, data: Path, *, flush: float = 60.0, pause: float = 0.0) -> subprocess.Popen:
-    argument = json.dumps([config.to_dict(), str(data), flush, pause])
+def start_child(config, data: Path, *, flush: float = 60.0, pause: float = 0.0,
+                command_line: bool = False) -> subprocess.Popen:
+    Path(data).mkdir(parents=True, exist_ok=True)
+    argument = json.dumps([config.to_dict(), str(data), flush, pause, command_line])
     environment = os.environ | {"TRANSFORMERS_VERBOSITY": "error"}
     return subprocess.Popen([sys.executable, "-c", CHILD, argument], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=environment)
@@ -178,7 +190,8 @@ def test_parts_of_other_windows_are_not_used(tiny_setup, tmp_path, monkeypatch):
     fields = {name: other.arrays[name][:2] for name in ("true_raw", "pred_raw", "true_tokens", "pred_tokens",
                                                           "true_log_probs")}
     store_module.flush_partial(partial, key, other.arrays["window_ids"], {i: {n: v[i] for n, v in fields.items()}
-                                                                        for i in range(2)})
+                                                                        for i in range(2)},
+                               distances=other.distances)
     calls: list[int] = []
     real = jacobian.protocol_gradient_norms
     monkeypatch.setattr(jacobian, "protocol_gradient_norms", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -252,3 +265,117 @@ def test_a_hard_kill_keeps_every_flushed_window(tiny_setup, tmp_path):
     for name in reference.arrays:
         # Bitwise: every window is the same kernel call alone, in either process (the child inherits the environment).
         np.testing.assert_array_equal(reference.arrays[name], resumed.arrays[name], err_msg=name)
+
+
+
+@pytest.mark.parametrize("stop, status", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_stop_signal_flushes_finished_windows_like_ctrl_c(tiny_setup, tmp_path, stop, status):
+    # A scheduler's SIGTERM (or a closed terminal's SIGHUP) between flushes: with flushes an hour apart, only
+    # an orderly stop writes the finished windows. Before, the default action lost them all.
+    config = tiny_config(tiny_setup, n_windows=12)
+    reference = run_profile(config, data_dir=tmp_path / "uninterrupted", progress=False)
+    data = tmp_path / "stopped"
+    child = start_child(config, data, flush=3600.0, pause=0.2, command_line=True)
+    counter, deadline = data / "windows-measured", time.monotonic() + 120
+    while (not counter.exists() or len(counter.read_text().split()) < 3) and time.monotonic() < deadline \
+            and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(stop)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == status, err
+    assert f"stopped by {signal.Signals(stop).name}" in err and "Traceback" not in err
+    partial = data / "runs" / f"{reference.key}.partial"
+    flushed = windows_in_parts(partial)
+    assert 3 <= flushed < 12 and not list(partial.glob(".staging-*"))
+    assert not (data / "runs" / reference.key).exists()
+
+    resumed = run_profile(config, data_dir=data, progress=False)
+    assert resumed.metadata["n_windows_resumed"] == flushed
+    assert_same_arrays(reference, resumed)  # the same kernel calls, one window each, on this machine
+
+
+# --- parts of other runs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("other", [
+    {"distances": (0, 1, 2, 4, 8, 16)},  # another grid: other shapes
+    {"model": "@random"},  # the untrained twin: the same windows and shapes, another key
+    {"dtype": "bfloat16"},  # another precision: the same windows and shapes, another key
+])
+def test_parts_of_another_run_are_set_aside_naming_them(tiny_setup, tmp_path, monkeypatch, other):
+    config = tiny_config(tiny_setup, n_windows=3)
+    changes = {"model": config.model + "@random"} if other.get("model") else other
+    foreign = run_profile(dataclasses.replace(config, **changes), data_dir=tmp_path / "other", progress=False)
+    key = run_profile(config, data_dir=tmp_path / "probe", progress=False).key
+    assert foreign.key != key
+    partial = tmp_path / "runs" / f"{key}.partial"
+    names = [name for name in foreign.arrays if name.endswith(("_raw", "_tokens", "_log_probs"))]
+    # Exactly what an interrupted attempt at the other run would have flushed, placed in this run's folder.
+    store_module.flush_partial(partial, foreign.key, foreign.arrays["window_ids"],
+                               {i: {name: foreign.arrays[name][i] for name in names} for i in range(2)},
+                               distances=foreign.distances)
+    (partial / "key.json").write_text(json.dumps({"key": key}))  # the folder itself claims to be this run's
+    calls: list[int] = []
+    real = jacobian.protocol_gradient_norms
+    monkeypatch.setattr(jacobian, "protocol_gradient_norms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with pytest.warns(UserWarning, match=r"ignoring .*part-000000-000002\.npz: (it belongs to run|its distances)"):
+        run = run_profile(config, data_dir=tmp_path, progress=False)
+    assert len(calls) == 3 and run.metadata["n_windows_resumed"] == 0
+
+
+def test_a_partial_folder_of_another_run_is_set_aside(tiny_store, tmp_path):
+    config, key = tiny_store.config("plain"), tiny_store.key("plain")
+    run = tiny_store.run("plain")
+    partial = tmp_path / "parts"
+    store_module.flush_partial(partial, key, run.arrays["window_ids"],
+                               {0: {name: run.arrays[name][0] for name in ("true_raw", "pred_raw")}},
+                               distances=run.distances)
+    (partial / "key.json").write_text(json.dumps({"key": "0123456789abcdef"}))
+    with pytest.warns(UserWarning, match="key.json names run 0123456789abcdef"):
+        done = store_module.read_partial(partial, run.arrays["window_ids"], key=key, distances=run.distances,
+                                         n_targets=len(config.targets))
+    assert done == {} and [p.name for p in partial.glob("part-*")] == ["part-000000-000001.npz.set-aside"]
+
+
+# --- a read-only store --------------------------------------------------------------------------
+
+
+def test_a_read_only_store_serves_its_runs(tiny_store, tiny_setup, tmp_path):
+    # Files 0444 and folders 0555; as root (for whom permission bits do not apply) the store is also mounted
+    # read-only in a mount namespace of the child's own. `run` serves the stored run with a shared lock (or
+    # none where the lock file cannot be had) and `show` prints it. Before, `run` opened the key's lock file
+    # for writing even to serve a stored run, and failed.
+    data = tmp_path / "data"
+    tiny_store.copy(data, "plain")
+    key = tiny_store.key("plain")
+    (data / "runs" / ".locks").mkdir()
+    (data / "runs" / ".locks" / f"{key}.lock").touch()  # as a store that was written to has it
+    for path in [data, *data.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        arguments = ["--data-dir", str(data), "run", *config_arguments(tiny_store.config("plain")), "--bootstrap=0",
+                     "--no-progress"]
+        result = read_only(data, [sys.executable, "-m", "green_profiles", *arguments])
+        assert result.returncode == 0, result.stderr
+        assert f"stored in {data / 'runs' / key}" in result.stdout and "measuring" not in result.stderr
+        shown = read_only(data, [sys.executable, "-m", "green_profiles", "--data-dir", str(data), "show", key,
+                                 "--bootstrap", "0"])
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    finally:
+        for path in [data, *data.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def read_only(data: Path, command: list[str]) -> subprocess.CompletedProcess:
+    """Run ``command`` with ``data`` read-only: as root, under a read-only bind mount of it in a private mount
+    namespace (``unshare``); otherwise its permission bits already forbid writing."""
+    environment = os.environ | {"TRANSFORMERS_VERBOSITY": "error"}
+    if os.geteuid() == 0:
+        if shutil.which("unshare") is None:
+            pytest.skip("running as root without unshare: no way to make the store read-only for root")
+        mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, str(data), *command]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    if os.geteuid() == 0 and result.returncode != 0 and "mount" in result.stderr and "green_profiles" not in result.stderr:
+        pytest.skip(f"cannot mount the store read-only here: {result.stderr.strip()}")
+    return result

@@ -32,7 +32,8 @@ processes (:mod:`green_profiles.runs.distributed`); only the first rank prints t
 
 Exit status: 0 done; 2 bad input or data that cannot be had (one line on
 stderr: a bad setting, an unknown or unavailable model or corpus, a damaged
-run); 130 interrupted. Anything else is a bug or a machine fault (CUDA out of
+run); 130 interrupted by Ctrl-C, 143 stopped by SIGTERM, 129 by SIGHUP (finished windows are
+flushed first, as on Ctrl-C). Anything else is a bug or a machine fault (CUDA out of
 memory, ...) and keeps its traceback (exit 1); ``--debug`` shows the traceback
 of the one-line errors too.
 """
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from green_profiles.runs.configuration import PRESETS, SAMPLERS, SELECTIONS, RunConfig
+from green_profiles.runs.signals import exit_status, stop_signals_as_interrupt
 
 # Each subcommand imports the modules it needs when it runs (deferred): torch, transformers, pandas and
 # datasets take seconds to import, and `--help`, `list` or `plan` should not wait for what they do not use.
@@ -63,11 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.handler(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished windows are kept and the next identical run resumes from them",
-              file=sys.stderr)
-        return 130
+        with stop_signals_as_interrupt():
+            return args.handler(args)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP (signals.Stopped)
+        print(f"\n{interrupt or 'interrupted'}: finished windows are kept and the next identical run resumes "
+              "from them", file=sys.stderr)
+        return exit_status(interrupt)
     except Exception as error:
         if args.debug or not isinstance(error, _expected_errors()):
             raise
@@ -121,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (not part of the cache key)")
     run.add_argument("--selection", choices=SELECTIONS + ("both",), default="both",
                      help="token selection(s) to fit: pred (the paper's figures), true, or both")
-    run.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+    run.add_argument("--bootstrap", type=_count, default=2000, metavar="N",
                      help="bootstrap replicates for the intervals, documents resampled (0 to skip; default 2000)")
     run.add_argument("--recompute", action="store_true", help="measure again even if the run is stored")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -133,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a stored run's profile, fits and verdict (no measuring)")
     show.add_argument("run", help="a run key (see `list`) or a run directory")
     show.add_argument("--selection", choices=SELECTIONS + ("both",), default="both")
-    show.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap replicates (0 to skip)")
+    show.add_argument("--bootstrap", type=_count, default=2000, metavar="N", help="bootstrap replicates (0 to skip)")
     show.set_defaults(handler=_show)
 
     notebook = commands.add_parser("notebook", help="execute one experiment notebook into the book (papermill)")
@@ -181,6 +184,17 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_list)
     _add_bundle_commands(commands)
     return parser
+
+
+def _count(text: str) -> int:
+    """A non-negative integer argument (argparse reports the error: one line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def _add_settings_file(command: argparse.ArgumentParser) -> None:
@@ -285,7 +299,9 @@ def _plan(args: argparse.Namespace) -> int:
     device = records[0]["device"] if records else args.device
     total = f"{len(records)} runs, {rows:,} rows; {len(missing)} to measure"
     if known:
-        total += f", estimated kernel time {sum(known) / 3600:.2f} h on {device}"
+        total += f", estimated kernel time {duration_text(sum(known))} on {device}"
+        if sum(known) > _CPU_PATIENCE_S and not str(device).startswith("cuda"):
+            total += " (these settings are meant for a GPU: `make plan` there estimates its time)"
     if len(known) < len(missing):
         total += (f" ({len(missing) - len(known)} without an estimate on {device}: architecture unknown, "
                   "or a dtype this device cannot run)")
@@ -305,6 +321,19 @@ def _experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+# A plan longer than this on a CPU is said to need a GPU.
+_CPU_PATIENCE_S = 24 * 3600
+
+
+def duration_text(seconds: float) -> str:
+    """A duration in the largest unit that keeps it readable: ``"42 s"``, ``"3.5 min"``, ``"7.2 h"``,
+    ``"3.1 days"``, ``"76.5 years"``."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size if unit in ("years", "days") else seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def _plan_table(records: Sequence[dict]) -> str:
     """The plan as a fixed-width table, one line per run."""
     import pandas as pd
@@ -313,7 +342,7 @@ def _plan_table(records: Sequence[dict]) -> str:
         return f"{record['model_source'] or 'none'}/{record['text_source'] or 'none'}"
 
     def hours(seconds: float | None) -> str:
-        return "?" if seconds is None else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+        return "?" if seconds is None else duration_text(seconds)
 
     table = pd.DataFrame([{
         "model": record["model"], "corpus": record["corpus"], "shuffle": record["shuffle"], "L": record["seq_len"],
@@ -366,9 +395,13 @@ def _list(args: argparse.Namespace) -> int:
     from green_profiles.analysis.profiles import list_runs
 
     runs = list_runs(args.data_dir)
+    damaged = runs.attrs.get("damaged", 0)
+    skipped = f"{damaged} damaged run{'s' if damaged != 1 else ''} skipped (named above)"
     if runs.empty:
-        print("no runs stored yet")
+        print(f"no intact runs stored; {skipped}" if damaged else "no runs stored yet")
         return 0
+    if damaged:
+        print(skipped, file=sys.stderr)
     if not args.markdown:
         columns = ["key", "model", "corpus", "seq_len", "n_windows", "shuffle", "dtype", "seed", "rows", "created"]
         print(runs[columns].to_string(index=False))
@@ -401,7 +434,20 @@ def _add_bundle_commands(commands: argparse._SubParsersAction) -> None:
     bring.add_argument("bundles", nargs="+", type=Path, metavar="FILE", help="bundles written by `export`")
     bring.add_argument("--replace", action="store_true",
                        help="overwrite a stored run that has the same key but other content")
+    bring.add_argument("--require-listed", action="store_true",
+                       help="import only bundles whose SHA-256 is listed in published/SHA256SUMS of the project "
+                            "(what a maintainer committed)")
+    bring.add_argument("--trusted", type=Path, default=None, metavar="FILE",
+                       help="the list of trusted SHA-256s (sha256sum format) for --require-listed")
     bring.set_defaults(handler=_import)
+
+    verify = commands.add_parser("verify", help="measure a sample of stored runs' windows again and compare")
+    verify.add_argument("keys", nargs="*", metavar="KEY", help="run keys (see `list`)")
+    verify.add_argument("--all", action="store_true", help="every intact stored run")
+    verify.add_argument("--windows", type=_count, default=2, metavar="N", help="windows per run (default 2)")
+    verify.add_argument("--seed", type=int, default=0, help="chooses the windows (default 0)")
+    verify.add_argument("--device", default="auto", help="device to measure on (default auto)")
+    verify.set_defaults(handler=_verify)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -436,15 +482,45 @@ def _matching_runs(store: Path, model: str | None, corpus: str | None) -> list[s
     return keys
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from green_profiles.analysis.profiles import list_runs
+    from green_profiles.runs.verification import verify_run
+
+    if bool(args.keys) == args.all:
+        raise ValueError("give run keys or --all (not both)")
+    if args.windows < 1:
+        raise ValueError("--windows must be at least 1")
+    keys = list(list_runs(args.data_dir).get("key", [])) if args.all else args.keys
+    status = 0
+    for key in keys:
+        try:
+            outcome = verify_run(key, args.data_dir, n_windows=args.windows, seed=args.seed, device=args.device)
+        except _expected_errors() as error:  # one run that cannot be verified here does not stop the others
+            if args.debug or len(keys) == 1:
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            status = 2
+            continue
+        print(outcome)
+        status = status if outcome.matches else 2
+    return status
+
+
 def _import(args: argparse.Namespace) -> int:
     from green_profiles.runs.bundles import BundleError, import_runs
     from green_profiles.runs.store import runs_directory
 
     store = runs_directory(args.data_dir)
+    trusted = None
+    if args.require_listed or args.trusted is not None:
+        from green_profiles.runs.bundles import trusted_checksums
+        from green_profiles.runs.experiments import project_root
+
+        trusted = trusted_checksums(args.trusted or project_root() / "published" / "SHA256SUMS")
     status = 0
     for bundle in args.bundles:
         try:
-            report = import_runs(bundle, store, replace=args.replace)
+            report = import_runs(bundle, store, replace=args.replace, trusted=trusted)
         except (BundleError, FileNotFoundError) as error:  # one bad bundle does not stop the others
             if args.debug:
                 raise

@@ -370,15 +370,18 @@ def list_runs(data_dir: Path | None = None) -> Any:
     """A table of the intact runs in the store: key, configuration, rows, provenance and when they ran.
 
     A damaged run (unreadable metadata, a file missing or not matching its
-    checksum) is left out with a warning naming it; it is measured again the next
-    time it is asked for.
+    checksum, metadata that does not give its key) is left out with a warning naming it;
+    it is measured again the next time it is asked for. The table's ``attrs["damaged"]``
+    counts them.
     """
     import pandas as pd
 
     records = []
+    damaged = 0
     for path, metadata in stored_metadata(runs_directory(data_dir)):
         if isinstance(metadata, CorruptRunError):
             warnings.warn(f"skipping a damaged run: {metadata}", stacklevel=2)
+            damaged += 1
             continue
         environment = metadata.get("environment", {})
         provenance = metadata.get("provenance", {})
@@ -391,7 +394,9 @@ def list_runs(data_dir: Path | None = None) -> Any:
                         "transformers": environment.get("versions", {}).get("transformers"),
                         "corpus_sha256": provenance.get("corpus_sha256"), "weights": provenance.get("weights"),
                         "results_version": provenance.get("results_version"), "path": str(path)})
-    return pd.DataFrame.from_records(records)
+    table = pd.DataFrame.from_records(records)
+    table.attrs["damaged"] = damaged
+    return table
 
 
 def _check_selection(selection: str) -> None:

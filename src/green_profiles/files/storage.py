@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_file", "atomic_write", "exclusive_lock", "remove_staging"]
+__all__ = ["atomic_directory", "atomic_file", "atomic_write", "exclusive_lock", "remove_staging", "shared_lock"]
 
 # Hidden names of staging files and directories: `remove_staging` knows them by this prefix.
 STAGING_PREFIX = ".staging-"
@@ -144,6 +144,48 @@ def exclusive_lock(path: Path, *, on_wait: Callable[[], None] | None = None, wai
             if on_wait is not None:
                 on_wait()
             fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def shared_lock(path: Path, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold a shared advisory lock on the file ``path`` for the block: readers share it, an
+    :func:`exclusive_lock` holder (a writer) waits for them and they for it.
+
+    Made for reading from stores that may be read-only (a shared mount, a store of read-only
+    files): the lock file is opened for reading where it cannot be created or written, and where
+    it cannot be opened at all the block runs without a lock. Nothing can write such a store
+    through this package, and every file in it appeared by an atomic rename, so a reader never
+    sees a half-written file either way. ``on_wait`` is called once first when a writer holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    handle = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError:  # read-only: an existing lock file can still be locked through a read handle
+        try:
+            handle = open(path)
+        except OSError:
+            handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_SH)
         try:
             yield
         finally:

@@ -24,12 +24,19 @@ _NAMED_DTYPES: dict[str, torch.dtype] = {
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is the first CUDA GPU when one is visible, else the CPU."""
+    """``"auto"`` is the first CUDA GPU when one is visible, else the CPU.
+
+    Raises:
+        ValueError: a name torch does not know as a device (``""``, ``"tpu"``, ...).
+    """
     if isinstance(spec, torch.device):
         return spec
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
+    try:
+        return torch.device(spec)
+    except RuntimeError as error:  # torch's message names neither the argument nor what would do
+        raise ValueError(f"unknown device {spec!r} ({error}): use auto, cpu, cuda or cuda:N") from error
 
 
 def resolve_dtype(

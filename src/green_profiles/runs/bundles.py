@@ -15,11 +15,15 @@ configuration), provenance, number of rows and the SHA-256 and size in bytes of
 every file. Runs measured on a GPU machine are exported there and imported into
 the store of the machine that builds the book (``published/README.md``).
 
-Importing trusts nothing in the bundle: every member must be a plain file at a
-``runs/<16 hex digits>/<name>`` path listed in the manifest, every file must match
-its recorded checksum and size, and each run must pass the store's own check
-(:func:`green_profiles.runs.store.read_checked`) with its metadata's key equal to its
-directory name, all before anything is written. Each run then appears in the
+Importing checks everything that can be checked without the model and the text: every member
+must be a plain file at a ``runs/<16 hex digits>/<name>`` path listed in the manifest, every
+file must match its recorded checksum and size, and each run must pass the store's own check
+(:func:`green_profiles.runs.store.read_checked`): its key recomputed from its settings, dtype
+and provenance must be its directory name, and its metadata must match its own checksum, all
+before anything is written. What these cannot catch is a run forged with every checksum and
+the key recomputed to match; against that, ``--require-listed`` accepts only files whose
+SHA-256 a maintainer committed (``published/SHA256SUMS``), and ``green-profiles verify``
+measures a sample of a run's windows again. Each run then appears in the
 store in one rename (:func:`green_profiles.files.storage.atomic_directory`) under the
 run key's lock, so an interrupted import leaves whole runs or nothing.
 """
@@ -40,18 +44,19 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from green_profiles.files.locations import file_sha256
+from green_profiles.runs.keys import METADATA_CHECKSUM, metadata_checksum
 from green_profiles.runs.store import (
     DATA_FILES,
     CorruptRunError,
+    check_metadata,
     key_lock,
     read_checked,
-    read_metadata,
     remove_staging,
 )
 from green_profiles.files.storage import atomic_directory, atomic_file
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "BundleError", "ImportReport", "export_runs", "import_runs",
-           "read_manifest"]
+           "read_manifest", "trusted_checksums"]
 
 BUNDLE_FORMAT = "green-profiles-runs"
 BUNDLE_FORMAT_VERSION = 1
@@ -105,11 +110,13 @@ def export_runs(store: Path, keys: Sequence[str], destination: Path) -> Path:
         ``destination``.
 
     Raises:
-        ValueError: no keys, or a key that is not 16 hex digits.
+        ValueError: no keys, a key that is not 16 hex digits, or a destination that is a directory.
         FileNotFoundError: no stored run with one of the keys.
         green_profiles.runs.store.CorruptRunError: a run is damaged (the message names it).
     """
     store, destination = Path(store), Path(destination)
+    if destination.is_dir():
+        raise ValueError(f"{destination} is a directory: name the bundle file to write, e.g. {destination / 'runs.tar.gz'}")
     chosen = sorted(set(keys))
     if not chosen:
         raise ValueError("no runs to export")
@@ -119,7 +126,9 @@ def export_runs(store: Path, keys: Sequence[str], destination: Path) -> Path:
         if not (store / key).is_dir():
             raise FileNotFoundError(f"no stored run {key} in {store}")
 
-    entries = [_manifest_entry(store, key) for key in chosen]
+    checked = [_manifest_entry(store, key) for key in chosen]
+    entries = [entry for entry, _ in checked]
+    replaced = {entry["key"]: upgraded for entry, upgraded in checked if upgraded is not None}
     manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "green_profiles_version": _package_version(),
                 "runs": entries}
@@ -130,27 +139,34 @@ def export_runs(store: Path, keys: Sequence[str], destination: Path) -> Path:
             key = entry["key"]
             for name, recorded in entry["files"].items():
                 # Read again now: a run replaced since its check must not slip in under the old checksums.
-                data = (store / key / name).read_bytes()
+                data = replaced[key] if name == "metadata.json" and key in replaced else (store / key / name).read_bytes()
                 if hashlib.sha256(data).hexdigest() != recorded["sha256"]:
                     raise CorruptRunError(f"run {store / key}: {name} changed while it was being exported")
                 _add_bytes(archive, f"runs/{key}/{name}", data, stamp)
     return destination
 
 
-def _manifest_entry(store: Path, key: str) -> dict[str, Any]:
-    """A run's manifest record, after the store's check of the run (under its key's lock)."""
+def _manifest_entry(store: Path, key: str) -> tuple[dict[str, Any], bytes | None]:
+    """A run's manifest record after the store's check of the run (under its key's lock), and the bytes
+    to export as its ``metadata.json`` where they differ from the stored file (``None`` otherwise).
+
+    A run stored before metadata carried its own checksum is exported with it added (import requires it).
+    """
     path = store / key
     with key_lock(store, key):  # a run being measured again is waited for, not exported half-replaced
-        metadata, _, _ = read_checked(path)
-        if metadata["key"] != key:
-            raise CorruptRunError(f"run {path}: its metadata names key {metadata['key']}, not its directory's")
+        metadata, _, _ = read_checked(path)  # the key is recomputed from the metadata there
         files = {}
         for file in sorted(path.iterdir()):
             if not file.is_file() or file.is_symlink() or not _FILE_NAME.fullmatch(file.name):
                 raise CorruptRunError(f"run {path}: unexpected entry {file.name!r} in the run directory")
             files[file.name] = {"sha256": file_sha256(file), "size": file.stat().st_size}
+        upgraded = None
+        if METADATA_CHECKSUM not in metadata:
+            metadata[METADATA_CHECKSUM] = metadata_checksum(metadata)
+            upgraded = (json.dumps(metadata, indent=2, default=str) + "\n").encode()
+            files["metadata.json"] = {"sha256": hashlib.sha256(upgraded).hexdigest(), "size": len(upgraded)}
     return {"key": key, "settings": metadata["config"], "provenance": metadata["provenance"],
-            "rows": metadata.get("n_rows"), "files": files}
+            "rows": metadata.get("n_rows"), "files": files}, upgraded
 
 
 def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
@@ -187,7 +203,31 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
         return _manifest(archive, _members(archive, Path(bundle)), Path(bundle))
 
 
-def import_runs(bundle: Path, store: Path, *, replace: bool = False) -> ImportReport:
+def trusted_checksums(path: Path) -> dict[str, str]:
+    """The SHA-256 of trusted bundles listed in a ``sha256sum``-format file (``published/SHA256SUMS``):
+    hex digest -> the file name it was listed with. Blank lines and ``#`` comments are skipped.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a line that is not ``<64 hex digits>  <name>`` (the message names the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no list of trusted checksums at {path} (write it with `sha256sum published/*.tar.gz "
+                                f"> published/SHA256SUMS`)")
+    listed = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line.strip())
+        if match is None:
+            raise ValueError(f"{path}, line {number}: expected '<SHA-256>  <file name>', as sha256sum writes it")
+        listed[match.group(1).lower()] = match.group(2)
+    return listed
+
+
+def import_runs(bundle: Path, store: Path, *, replace: bool = False,
+                trusted: Mapping[str, str] | None = None) -> ImportReport:
     """Verify a bundle and install its runs into ``store`` (a runs directory, ``<data>/runs``).
 
     Nothing is written until the whole bundle is verified: the manifest, every
@@ -195,7 +235,8 @@ def import_runs(bundle: Path, store: Path, *, replace: bool = False) -> ImportRe
     name is not its metadata's key is refused; so is one that fails the store's
     check. A stored run identical to the bundle's (every file's checksum) is left
     as is; a stored run with the same key but other content is left alone and
-    reported as refused unless ``replace``; a damaged stored run is replaced.
+    reported as refused unless ``replace``; a damaged stored run is replaced. With ``trusted``
+    (:func:`trusted_checksums`), a bundle whose SHA-256 is not listed there is refused first.
 
     Returns:
         the :class:`ImportReport`, by run key.
@@ -206,6 +247,13 @@ def import_runs(bundle: Path, store: Path, *, replace: bool = False) -> ImportRe
     """
     bundle, store = Path(bundle), Path(store)
     report = ImportReport()
+    if trusted is not None:
+        if not bundle.is_file():
+            raise FileNotFoundError(f"no bundle at {bundle}")
+        digest = file_sha256(bundle)
+        if digest not in trusted:
+            raise BundleError(f"bundle {bundle} (SHA-256 {digest[:16]}…) is not in the list of trusted checksums; "
+                              "nothing was imported")
     with _open(bundle) as archive:
         members = _members(archive, bundle)
         manifest = _manifest(archive, members, bundle)
@@ -325,9 +373,10 @@ def _verify(archive: tarfile.TarFile, members: Mapping[str, tarfile.TarInfo], ma
         except ValueError as error:
             report.refused[key] = f"its metadata.json is unreadable ({error})"
             continue
-        if not isinstance(metadata, dict) or metadata.get("key") != key:
-            named = metadata.get("key") if isinstance(metadata, dict) else None
-            report.refused[key] = f"its metadata names key {named!r}, not its directory's {key}"
+        try:
+            check_metadata(metadata, key, where=f"runs/{key}/metadata.json", require_checksum=True)
+        except CorruptRunError as error:
+            report.refused[key] = str(error)
             continue
         if (entry.get("settings") != metadata.get("config")
                 or entry.get("provenance") != metadata.get("provenance")):
@@ -355,9 +404,9 @@ def _install(archive: tarfile.TarFile, run: _Verified, store: Path, replace: boo
                     recorded = run.files[name]
                     if file_sha256(staging / name) != recorded["sha256"]:
                         raise BundleError(f"{name} changed while the bundle was being read")
-                metadata, _, _ = read_checked(staging)  # the store's own check, before the run appears
-                if metadata["key"] != run.key:
-                    raise CorruptRunError(f"its metadata names key {metadata['key']}")
+                # The store's own check before the run appears: the key recomputed from the metadata, whose
+                # checksum a bundle must carry (a store's older runs are exported with it added).
+                read_checked(staging, key=run.key, require_checksum=True)
         except (CorruptRunError, BundleError, tarfile.TarError, EOFError, zlib.error) as error:
             # (an OSError other than a damaged archive, a full disk say, is not the run's fault: it propagates)
             return f"it fails the store's check ({error})"
@@ -377,7 +426,7 @@ def _intact(path: Path) -> bool:
         read_checked(path)
     except CorruptRunError:
         return False
-    return read_metadata(path).get("key") == path.name
+    return True
 
 
 def _read(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

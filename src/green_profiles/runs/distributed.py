@@ -23,7 +23,8 @@ indices, timings), never tensors, so they talk over the gloo backend on every de
 it needs no GPU memory, works for ranks sharing a GPU, and its collectives honour a
 timeout (:func:`coordination_timeout`), so a rank that dies or hangs does not keep the
 others waiting forever. torchrun itself stops the other ranks when one fails
-(SIGTERM; :func:`terminate_as_interrupt` lets them flush their finished windows first).
+(SIGTERM; :func:`green_profiles.runs.signals.stop_signals_as_interrupt` lets them flush their finished
+windows first).
 
 :func:`launch` starts such a job from Python (``run_profile(..., processes=N)``, the
 book's ``NPROC``): ``python -m torch.distributed.run --nproc-per-node N --standalone
@@ -40,10 +41,8 @@ import contextlib
 import datetime
 import hashlib
 import os
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,29 +256,6 @@ def process_group(world: World, timeout_s: float | None = None) -> Iterator[Grou
         group.barrier()
     finally:
         dist.destroy_process_group(None if owns_default else handle)
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Inside the block, SIGTERM raises ``KeyboardInterrupt`` (as Ctrl-C does).
-
-    When one rank fails, torchrun stops the others with SIGTERM, whose default action
-    ends a process on the spot; as an interrupt it lets them flush the windows they
-    finished since their last flush. Outside the main thread (where Python cannot
-    set handlers) it does nothing. The previous handler is restored after the block.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def torchrun_command(processes: int, arguments: Sequence[str], *, python: str | None = None) -> list[str]:

@@ -359,7 +359,16 @@ def settings_parameters(experiment: str, settings: str, settings_file: Path | st
     import yaml
 
     path = settings_path(settings_file)
-    named = yaml.safe_load(path.read_text())
+    try:
+        named = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    if not isinstance(named, dict) or not all(isinstance(value, dict | None) for value in named.values()):
+        raise ValueError(f"{path}: expected named settings, each a mapping of sections (see notebooks/settings.yml)")
     if settings not in named:
         raise ValueError(f"unknown settings {settings!r}: {path} defines {', '.join(named)}")
     sections = named[settings] or {}

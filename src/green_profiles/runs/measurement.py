@@ -48,6 +48,7 @@ from green_profiles.runs.configuration import SELECTIONS, RunConfig, config_argu
 from green_profiles.runs.distributed import Group, World
 from green_profiles.kernel.precision import device_description, resolve_device
 from green_profiles.runs.provenance import Provenance, run_key, run_provenance, settings_key
+from green_profiles.runs.signals import stop_signals_as_interrupt
 from green_profiles.runs.store import (
     CorruptRunError,
     StoredRun,
@@ -55,6 +56,7 @@ from green_profiles.runs.store import (
     flush_partial,
     key_lock,
     partial_directory,
+    read_lock,
     read_partial,
     read_run,
     runs_directory,
@@ -153,6 +155,11 @@ def measure_run(
                             progress, recompute, options, flush_seconds)
     if processes > 1:
         return _launch_sharded(processes, config, key, store, device, progress, recompute, options, flush_seconds)
+    if not recompute and (store / key).is_dir():  # served under a shared lock, which a read-only store allows too
+        with read_lock(store, key, announce=progress):
+            stored = stored_or_none(store, key, recompute, warn=False)
+        if stored is not None:
+            return stored
     with key_lock(store, key, announce=progress):
         stored = stored_or_none(store, key, recompute, stacklevel=2)
         if stored is not None:
@@ -227,7 +234,7 @@ def _run_sharded(world: World, config: RunConfig, key: str, provenance: Provenan
                  kernel_options: dict[str, Any], flush_seconds: float) -> StoredRun:
     """This rank's part of a run shared by a torchrun job: every rank returns the stored run."""
     first = world.rank == 0
-    with distributed.terminate_as_interrupt(), distributed.process_group(world) as group:
+    with stop_signals_as_interrupt(), distributed.process_group(world) as group:
         group.agree("the run key", key)
         with contextlib.ExitStack() as lock:
             _lock_for_group(group, store, key, lock, announce=progress)
@@ -293,7 +300,8 @@ def _measure(config: RunConfig, key: str, provenance: Provenance, documents: Seq
         # A rank that sampled other windows would store its rows under the wrong window indices.
         group.agree("the sampled windows (SHA-256 of their token ids)", distributed.windows_digest(inputs.windows.ids))
     partial = partial_directory(store, key)
-    work = resume(partial, inputs.windows.ids, group)
+    work = resume(partial, inputs.windows.ids, group, key=key, distances=inputs.distances,
+                  n_targets=len(inputs.targets))
     bar = progress_bar(config, work, len(inputs.windows), group, enabled=progress)
     measured = measure_windows(inputs, config, work, partial=partial, key=key, bar=bar,
                                kernel_options=kernel_options, flush_seconds=flush_seconds,
@@ -399,7 +407,8 @@ class Work:
     mine: list[int]
 
 
-def resume(partial: Path, window_ids: np.ndarray, group: Group | None = None) -> Work:
+def resume(partial: Path, window_ids: np.ndarray, group: Group | None = None, *, key: str,
+           distances: np.ndarray, n_targets: int) -> Work:
     """What is left to measure of a run whose earlier attempts flushed windows to ``partial``.
 
     Rank 0 alone reads the parts (unusable ones are skipped with a warning,
@@ -407,7 +416,7 @@ def resume(partial: Path, window_ids: np.ndarray, group: Group | None = None) ->
     split one list (:func:`~green_profiles.runs.distributed.shard`).
     """
     rank, world_size = (0, 1) if group is None else (group.rank, group.world_size)
-    done = read_partial(partial, window_ids) if rank == 0 else {}
+    done = read_partial(partial, window_ids, key=key, distances=distances, n_targets=n_targets) if rank == 0 else {}
     pending = [i for i in range(len(window_ids)) if i not in done]
     if group is not None:
         pending = group.broadcast(pending)
@@ -460,14 +469,14 @@ def measure_windows(inputs: Inputs, config: RunConfig, work: Work, *, partial: P
             if kernel_seconds:
                 bar.set_postfix_str(f"{backward_rows / kernel_seconds:.2f} backward/s", refresh=False)
             if time.monotonic() - last_flush >= flush_seconds:
-                flush_partial(partial, key, inputs.windows.ids, fresh, writer=writer)
+                flush_partial(partial, key, inputs.windows.ids, fresh, distances=inputs.distances, writer=writer)
                 work.done.update(fresh)
                 fresh = {}
                 last_flush = time.monotonic()
     finally:
         bar.close()
         # Windows finished before an interruption are kept for the next attempt.
-        flush_partial(partial, key, inputs.windows.ids, fresh, writer=writer)
+        flush_partial(partial, key, inputs.windows.ids, fresh, distances=inputs.distances, writer=writer)
         work.done.update(fresh)
     return kernel_seconds, backward_rows
 
@@ -509,7 +518,11 @@ def gather_and_store(config: RunConfig, key: str, provenance: Provenance, docume
             raise RuntimeError(failure)
         return read_run(store / key)
     try:
-        done = work.done if group is None else read_partial(partial_directory(store, key), inputs.windows.ids)
+        if group is None:
+            done = work.done
+        else:  # every rank's parts
+            done = read_partial(partial_directory(store, key), inputs.windows.ids, key=key,
+                                distances=inputs.distances, n_targets=len(inputs.targets))
         final = _store_measured(config, key, provenance, documents, store, device, inputs, done, work.pending,
                                 sessions)
     except Exception as error:

@@ -19,7 +19,6 @@ measurement, and two runs that differ only in provenance never share a directory
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 
 from green_profiles.runs.configuration import RunConfig
+from green_profiles.runs.keys import digest, settings_record_of
 from green_profiles.files.locations import file_sha256
 from green_profiles.kernel.precision import resolve_device, resolve_dtype
 from green_profiles.models.loading import checkpoint_dtype, model_location
@@ -135,26 +135,17 @@ def settings_record(config: RunConfig, device: str | torch.device = "auto") -> d
     resolved = config.resolved()
     # Unchecked: a float16 run measured on a GPU keeps its key where it is only read back, on a CPU.
     dtype = resolve_dtype(resolved.dtype, resolve_device(device), checkpoint_dtype(resolved.model), check=False)
-    record = resolved.to_dict() | {"dtype": str(dtype).removeprefix("torch.")}
-    # Added after runs were stored: recorded only when set, so that every run without it keeps its key.
-    for flag in ("per_layer", "full_rows"):
-        if not record[flag]:
-            del record[flag]
-    return record
+    return settings_record_of(resolved.to_dict(), str(dtype).removeprefix("torch."))
 
 
 def settings_key(config: RunConfig, device: str | torch.device = "auto") -> str:
     """16 hex digits identifying the settings alone: runs that differ only in provenance share it."""
-    return _digest(settings_record(config, device))
+    return digest(settings_record(config, device))
 
 
 def run_key(config: RunConfig, provenance: Provenance, device: str | torch.device = "auto") -> str:
     """The cache key of a run: 16 hex digits of the SHA-256 of its settings and its provenance."""
-    return _digest(settings_record(config, device) | {"provenance": provenance.to_dict()})
-
-
-def _digest(record: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    return digest(settings_record(config, device) | {"provenance": provenance.to_dict()})
 
 
 def _short(value: Any) -> str:

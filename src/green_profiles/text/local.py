@@ -22,8 +22,18 @@ def load_local_file(path: Path) -> list[Document]:
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {path} does not exist")
     if path.suffix == ".txt":
-        return [Document(path.read_text(encoding="utf-8").strip(), path.stem, path.name)]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path} is not UTF-8 text ({_decoding_problem(path, error)})") from error
+        return [Document(text.strip(), path.stem, path.name)]
     return read_jsonl(path)
+
+
+def _decoding_problem(path: Path, error: UnicodeDecodeError) -> str:
+    """Where in a file a UTF-8 decoding error is, as line and byte, for the message."""
+    line = path.read_bytes()[:error.start].count(b"\n") + 1
+    return f"byte 0x{error.object[error.start]:02x} on line {line}, at byte offset {error.start}; save it as UTF-8"
 
 
 def read_jsonl(path: Path) -> list[Document]:
@@ -35,11 +45,19 @@ def read_jsonl(path: Path) -> list[Document]:
     """
     path = Path(path)
     documents = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not UTF-8 (byte 0x{raw[error.start]:02x} at column "
+                                 f"{error.start + 1}); save the file as UTF-8") from error
             if not line.strip():
                 continue
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno})") from error
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                 raise ValueError(f"{path}, line {number}: expected a JSON object with a string 'text' field")
             source = record.get("source") or record.get("source_dataset") or path.name

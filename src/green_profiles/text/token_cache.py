@@ -86,7 +86,10 @@ class TokenCache:
             found[i] = ids
             buffer = io.BytesIO()
             np.save(buffer, ids.astype(np.uint32) if ids.size == 0 or ids.max() < 2**32 else ids)
-            atomic_write(paths[i], buffer.getvalue())
+            try:
+                atomic_write(paths[i], buffer.getvalue())
+            except OSError:  # a read-only data directory: the ids are used, only not kept
+                pass
         return [np.asarray(ids, dtype=np.int64) for ids in found]  # type: ignore[arg-type]
 
 

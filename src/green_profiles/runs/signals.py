@@ -1,0 +1,55 @@
+"""Stop signals as interrupts: SIGTERM and SIGHUP end a run the way Ctrl-C does.
+
+A scheduler's ``scancel``, ``timeout``, ``kill`` or a closed terminal send SIGTERM or SIGHUP,
+whose default action ends a process on the spot, losing the windows finished since the last
+flush (up to a minute of work by default). Raised as :class:`Stopped` (a ``KeyboardInterrupt``)
+instead, they unwind through the same ``finally`` blocks as Ctrl-C: finished windows are flushed,
+staging files removed, locks released. The command line then exits ``128 + signal``
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as a shell reports a process killed by it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["STOP_SIGNALS", "Stopped", "exit_status", "stop_signals_as_interrupt"]
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP) received, raised where the program was, like Ctrl-C's interrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """The exit status of a process ended by ``interrupt``: ``128 +`` its signal (SIGINT's for Ctrl-C)."""
+    return 128 + (interrupt.signum if isinstance(interrupt, Stopped) else int(signal.SIGINT))
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise :class:`Stopped`; the previous handlers come back after it.
+
+    Outside the main thread (where Python cannot set handlers) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
