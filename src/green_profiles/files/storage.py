@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = ["atomic_directory", "atomic_file", "atomic_write", "exclusive_lock", "remove_staging", "shared_lock"]
 
@@ -135,19 +136,8 @@ def exclusive_lock(path: Path, *, on_wait: Callable[[], None] | None = None, wai
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                raise
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with open(path, "a") as handle, _flocked(handle, fcntl.LOCK_EX, on_wait, wait):
+        yield
 
 
 @contextlib.contextmanager
@@ -179,14 +169,24 @@ def shared_lock(path: Path, *, on_wait: Callable[[], None] | None = None) -> Ite
     if handle is None:
         yield
         return
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(handle, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with handle, _flocked(handle, fcntl.LOCK_SH, on_wait, wait=True):
+        yield
+
+
+@contextlib.contextmanager
+def _flocked(handle: Any, operation: int, on_wait: Callable[[], None] | None, wait: bool) -> Iterator[None]:
+    """``flock(handle, operation)`` for the block: tried at once first, then (``wait``) after ``on_wait``."""
+    import fcntl
+
+    try:
+        fcntl.flock(handle, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if not wait:
+            raise
+        if on_wait is not None:
+            on_wait()
+        fcntl.flock(handle, operation)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
