@@ -30,6 +30,7 @@ from green_profiles.runs.measurement import measure_run
 from green_profiles.runs.store import CorruptRunError, StoredRun, read_run, runs_directory, stored_metadata
 from green_profiles.kernel.counts import NormCounts, count_norms, measured_mask, valid_mask
 from green_profiles.analysis.fits import N_BOOT, bootstrap_fits, fit_decay_models, verdict
+from green_profiles.analysis.local_slope import local_slope
 
 _STATISTICS = ("median", "mean", "trimmed_mean", "q10", "q25", "q75", "q90")
 # With fewer documents than this a document bootstrap has too few units to resample; windows are used.
@@ -242,6 +243,14 @@ class ProfileRun:
         return bootstrap_fits(self.distances, self.normalized(selection, layer), n_boot=n_boot, seed=seed,
                               group=labels, group_name=unit_name, statistic=statistic,
                               n_sim=n_sim)
+
+    def local_slope(self, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
+                    unit: Literal["document", "window"] | None = None, layer: int | None = None) -> Any:
+        """The local slope ``-d log Ĝ / d log(r+1)`` of the median profile with its band and plateau (a
+        :class:`~green_profiles.analysis.local_slope.LocalSlope`), resampled like :meth:`bootstrap`
+        (the same seed draws the same documents)."""
+        _, labels = self.resampling_unit(unit)
+        return local_slope(self.distances, self.normalized(selection, layer), labels, n_boot=n_boot, seed=seed)
 
     def summary(self, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
                 layer: int | None = None, result: Any = None) -> dict[str, Any]:
