@@ -72,3 +72,35 @@ def test_by_layer_figure_marks_layers_without_an_estimate_and_skips_an_empty_ser
     bars = [child for child in ax.containers]
     assert len(bars) == 1
     plt.close(fig)
+
+
+def test_a_specification_curve_sorts_by_the_estimate_and_marks_every_choice():
+    table = pd.DataFrame({"L": ["256", "512", "1024"], "aggregate": ["median", "mean", "median"],
+                          "p": [1.1, 0.8, 0.95], "p_low": [1.0, 0.7, 0.9], "p_high": [1.2, 0.9, 1.0]})
+    from green_profiles.report.figures import plot_specification_curve
+
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True)
+    ordered = plot_specification_curve(top, bottom, table, {"L": ["256", "512", "1024"],
+                                                            "aggregate": ["median", "mean"]})
+    assert ordered["p"].tolist() == [0.8, 0.95, 1.1]
+    # One marker per specification and choice row (5 rows x 3 specifications), chosen ones in colour.
+    markers = [line for line in bottom.lines if len(line.get_xdata())]
+    assert sum(len(line.get_xdata()) for line in markers) == 5 * 3
+    assert [tick.get_text() for tick in bottom.get_yticklabels()][0] == "L: 256"
+    plt.close(fig)
+
+
+def test_the_local_slope_figure_draws_the_plateau_with_its_value():
+    import numpy as np
+
+    from green_profiles.analysis.local_slope import local_slope
+    from green_profiles.report.figures import plot_local_slope
+
+    grid = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256], dtype=float)
+    rng = np.random.default_rng(0)
+    rows = (grid + 1.0)[None, :] ** -0.8 * rng.lognormal(sigma=0.1, size=(40, len(grid)))
+    result = local_slope(grid, rows, np.repeat(np.arange(10), 4), n_boot=100)
+    fig, ax = plt.subplots()
+    plot_local_slope(ax, result, label="power law", color="C0")
+    assert ax.get_xscale() == "log" and any(text.get_text().startswith("plateau 0.8") for text in ax.texts)
+    plt.close(fig)

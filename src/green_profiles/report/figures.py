@@ -457,3 +457,76 @@ def plot_by_layer(ax: Axes, table: Any, *, value: str = "p", label: str, color: 
                 markersize=6, clip_on=False, label=f"{label}: flat or no usable fit ({int((~have).sum())} layers)")
     ax.set_xlabel(LAYER_XLABEL)
     ax.grid(True, alpha=0.3)
+
+
+SLOPE_YLABEL = r"local slope $-\,d\log\hat G\,/\,d\log(r+1)$   (dimensionless)"
+
+
+def plot_local_slope(ax: Axes, result: Any, *, label: str, color: str,
+                     paper_band: tuple[float, float] | None = None) -> None:
+    """A :class:`~green_profiles.analysis.local_slope.LocalSlope` against ``r`` on a log axis: the slope, its
+    bootstrap band, and its plateau (a horizontal bar at the level, the level's interval shaded over its
+    range, the value written). ``paper_band`` shades the paper's range of ``p`` once."""
+    r = np.asarray(result.distances, dtype=float)
+    ax.fill_between(r, result.low, result.high, color=color, alpha=0.2, linewidth=0)
+    ax.plot(r, result.slope, "o-", color=color, markersize=3.5, linewidth=1.4, label=label)
+    found = result.plateau
+    if found is not None:
+        ax.fill_between([found.start, found.stop], found.low, found.high, color=color, alpha=0.25, hatch="//",
+                        linewidth=0)
+        ax.plot([found.start, found.stop], [found.level] * 2, color=color, linewidth=2.5, alpha=0.8)
+        ax.annotate(f"plateau {found.level:.2f} [{found.low:.2f}, {found.high:.2f}]", (found.stop, found.level),
+                    textcoords="offset points", xytext=(4, 4), fontsize="small", color=color)
+    if paper_band is not None:
+        ax.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}")
+    ax.axhline(0.0, color="0.5", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(DISTANCE_XLABEL)
+    ax.set_ylabel(SLOPE_YLABEL)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def plot_specification_curve(ax_estimates: Axes, ax_choices: Axes, table: Any, axes: dict[str, Sequence[str]], *,
+                             value: str = "p", paper_band: tuple[float, float] | None = PAPER_P_RANGE,
+                             color: str = "#1f77b4") -> Any:
+    """A specification curve: one point per specification sorted by ``value``, with its interval, above a
+    panel of dots marking which choice of each axis produced it (Simonsohn, Simmons and Nelson 2020).
+
+    Args:
+        ax_estimates, ax_choices: the upper and lower panels (sharing their x axis).
+        table: a DataFrame, one row per specification: a column per axis holding its choice, and ``value``,
+            ``{value}_low``, ``{value}_high``.
+        axes: each axis' name (a column of ``table``) with its choices, in the order to list them.
+        paper_band: shades the paper's range of ``value``.
+
+    Returns:
+        the table sorted as drawn.
+    """
+    ordered = table.sort_values(value, na_position="last").reset_index(drop=True)
+    x = np.arange(len(ordered))
+    estimate = ordered[value].to_numpy(dtype=float)
+    low = ordered[f"{value}_low"].to_numpy(dtype=float)
+    high = ordered[f"{value}_high"].to_numpy(dtype=float)
+    if paper_band is not None:
+        ax_estimates.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0,
+                             label=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}")
+    ax_estimates.errorbar(x, estimate, yerr=[estimate - low, high - estimate], fmt="o", color=color,
+                          markersize=4, capsize=2, linewidth=1)
+    ax_estimates.set_ylabel(f"{value} (95% interval)")
+    ax_estimates.grid(True, axis="y", alpha=0.3)
+    if paper_band is not None:
+        ax_estimates.legend(loc="upper left", fontsize="small")
+    rows, labels = [], []
+    for name, choices in axes.items():
+        for choice in choices:
+            rows.append((name, choice))
+            labels.append(f"{name}: {choice}")
+    y = np.arange(len(rows))[::-1]
+    for position, (name, choice) in zip(y, rows, strict=True):
+        chosen = (ordered[name].astype(str) == str(choice)).to_numpy()
+        ax_choices.plot(x[chosen], np.full(chosen.sum(), position), "s", color=color, markersize=4)
+        ax_choices.plot(x[~chosen], np.full((~chosen).sum(), position), "s", color="0.88", markersize=4)
+    ax_choices.set_yticks(y, labels, fontsize="small")
+    ax_choices.set_xlabel("specifications, sorted by the estimate")
+    ax_choices.set_xticks([])
+    return ordered
