@@ -41,7 +41,7 @@ def documents(law, seed: int, n_documents: int = 24, per_document: int = 4, sigm
     return rows, np.repeat(np.arange(n_documents), per_document)
 
 
-@pytest.mark.parametrize("statistic", ["median", "mean"])
+@pytest.mark.parametrize("statistic", ["median", "mean", "geometric", "trimmed"])
 def test_scaled_resamples_are_the_resamples_of_rows_whose_profile_is_the_curve(statistic):
     rows, group = documents(power, seed=0, per_document=3)  # 72 rows: an even count, the median averages two
     rows[3, 5] = np.nan  # missing stays missing

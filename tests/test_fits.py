@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -281,7 +282,20 @@ def test_bootstrap_resamples_windows_not_rows() -> None:
     assert per_row.n_groups == len(rows)
 
 
-@pytest.mark.parametrize("statistic", ["median", "mean"])
+def _trimmed(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """scipy.stats.trim_mean(·, 0.1) per column over the non-NaN values: the reference for "trimmed"."""
+    from scipy.stats import trim_mean
+
+    return np.array([trim_mean(column[~np.isnan(column)], 0.1) if (~np.isnan(column)).any() else np.nan
+                     for column in np.moveaxis(values, axis, -1)])
+
+
+def _geometric(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """exp(mean(log)) per column over the positive values (zeros left out, as the aggregator documents)."""
+    return np.exp(np.nanmean(np.log(np.where(values > 0, values, np.nan)), axis=axis))
+
+
+@pytest.mark.parametrize("statistic", ["median", "mean", "geometric", "trimmed"])
 def test_resampled_aggregate_equals_explicit_expansion(statistic: str) -> None:
     rng = np.random.default_rng(5)
     rows = rng.lognormal(size=(37, 6))
@@ -293,8 +307,9 @@ def test_resampled_aggregate_equals_explicit_expansion(statistic: str) -> None:
         mult = rng.integers(0, 3, size=rows.shape[0])
         expanded = np.repeat(rows, mult, axis=0)
         expanded = np.where(measured_mask(expanded), expanded, np.nan)
-        reduce = np.nanmedian if statistic == "median" else np.nanmean
-        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        reduce = {"median": np.nanmedian, "mean": np.nanmean, "geometric": _geometric, "trimmed": _trimmed}[statistic]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN column
             expected = reduce(expanded, axis=0)
         np.testing.assert_allclose(aggregate(mult.astype(np.int64)), expected, rtol=1e-12)
 

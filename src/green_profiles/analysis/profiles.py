@@ -198,7 +198,7 @@ class ProfileRun:
         """The normalized profile of decoder block ``layer``'s input: ``profile(selection, layer=layer)``."""
         return self.profile(selection, layer=layer)
 
-    def fit(self, selection: Selection = "pred", statistic: Literal["median", "mean"] = "median",
+    def fit(self, selection: Selection = "pred", statistic: Literal["median", "mean", "geometric", "trimmed"] = "median",
             layer: int | None = None) -> Any:
         """The three decay models fitted to the normalized profile over ``r >= 1`` (a FitTable)."""
         return fit_decay_models(self.distances, self.profile(selection, layer=layer)[statistic].to_numpy())
@@ -228,7 +228,7 @@ class ProfileRun:
         return "window", self.window_of_row
 
     def bootstrap(self, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
-                  statistic: Literal["median", "mean"] = "median",
+                  statistic: Literal["median", "mean", "geometric", "trimmed"] = "median",
                   unit: Literal["document", "window"] | None = None, layer: int | None = None,
                   n_sim: int | None = None) -> Any:
         """Bootstrap of the fits over whole documents (a BootstrapResult; see :meth:`resampling_unit`),

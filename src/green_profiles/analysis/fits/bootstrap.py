@@ -30,7 +30,7 @@ from green_profiles.analysis.fits.calibration import N_SIM, Calibration, calibra
 from green_profiles.analysis.fits.fitting import FitResult, FitTable, fit_decay_models, rmse_gap
 from green_profiles.analysis.fits.intervals import IntervalMethod, interval
 from green_profiles.analysis.fits.laws import FloatArray
-from green_profiles.analysis.fits.resampling import resampled_profiles
+from green_profiles.analysis.fits.resampling import STATISTICS, resampled_profiles
 from green_profiles.kernel.counts import valid_mask
 
 __all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "Verdict", "Winner", "bootstrap_fits",
@@ -207,7 +207,7 @@ def bootstrap_fits(
     n_boot: int = N_BOOT,
     seed: int | None = 0,
     group: ArrayLike | None = None,
-    statistic: Literal["median", "mean"] = "median",
+    statistic: Literal["median", "mean", "geometric", "trimmed"] = "median",
     *,
     confidence: float = 0.95,
     weights: ArrayLike | None = None,
@@ -236,7 +236,8 @@ def bootstrap_fits(
         Group label of each row, shape ``[n_rows]`` (any labels); ``None`` treats
         each row as its own group.
     statistic:
-        ``"median"`` (the paper's) or ``"mean"`` per distance over valid values.
+        ``"median"`` (the paper's), ``"mean"``, ``"geometric"`` (mean of logs) or ``"trimmed"`` (10%
+        trimmed mean) per distance over valid values (:data:`~.resampling.STATISTICS`).
     confidence:
         Coverage of the percentile intervals (0.95 gives the 2.5th-97.5th percentiles).
     weights:
@@ -260,8 +261,8 @@ def bootstrap_fits(
     data = np.asarray(rows, dtype=np.float64)
     if data.ndim != 2 or data.shape[1] != r_arr.size:
         raise ValueError(f"rows must be [n_rows, {r_arr.size}], got shape {data.shape}")
-    if statistic not in ("median", "mean"):
-        raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_boot < 1:

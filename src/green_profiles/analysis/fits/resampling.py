@@ -13,23 +13,35 @@ from numpy.typing import ArrayLike, NDArray
 from green_profiles.analysis.fits.laws import FloatArray
 from green_profiles.kernel.counts import measured_mask
 
-__all__ = ["ColumnAggregator", "group_index", "jackknife_profiles", "resampled_profiles"]
+__all__ = ["STATISTICS", "ColumnAggregator", "group_index", "jackknife_profiles", "resampled_profiles"]
+
+
+# The per-distance statistics of rows: every one scales with its column (statistic(c x) = c statistic(x)), which
+# the null simulations rely on (calibration.null_scale). "geometric" is the mean of logs (zeros, underflowed
+# norms, are left out of it: one would make it zero); "trimmed" the mean without the lowest and highest
+# TRIM_FRACTION of the values (as scipy.stats.trim_mean cuts them).
+STATISTICS = ("median", "mean", "geometric", "trimmed")
+TRIM_FRACTION = 0.1
 
 
 class ColumnAggregator:
-    """Per-distance median or mean of rows drawn with multiplicities, without copying rows.
+    """Per-distance statistic (:data:`STATISTICS`) of rows drawn with multiplicities, without copying rows.
 
     Each column's measured values (:func:`~green_profiles.kernel.counts.measured_mask`: zeros included) are
     sorted once. A bootstrap replicate is then a vector of row multiplicities, and
     the median of the expanded multiset is read off the cumulative counts in
     sorted order, which equals ``np.median`` of the explicitly resampled column
     (including the mean of the two middle values for an even count) at O(rows)
-    per column instead of a gather and a partition.
+    per column instead of a gather and a partition; the trimmed mean likewise.
     """
 
     def __init__(self, rows: FloatArray, statistic: str) -> None:
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
         self.statistic = statistic
         valid = measured_mask(rows)  # zeros (underflow) rank lowest; they are not missing
+        if statistic == "geometric":
+            valid &= rows > 0
         self.columns: list[tuple[NDArray[np.intp], FloatArray]] = []
         for j in range(rows.shape[1]):
             idx = np.nonzero(valid[:, j])[0]
@@ -50,6 +62,14 @@ class ColumnAggregator:
                 continue
             if self.statistic == "mean":
                 out[j] = float(counts @ values) / total
+                continue
+            if self.statistic == "geometric":
+                out[j] = float(np.exp(counts @ np.log(values) / total))
+                continue
+            if self.statistic == "trimmed":
+                cut = int(TRIM_FRACTION * total)
+                kept = np.clip(np.minimum(cum, total - cut) - np.maximum(cum - counts, cut), 0, None)
+                out[j] = float(kept @ values) / (total - 2 * cut)
                 continue
             lo = int(np.searchsorted(cum, (total - 1) // 2, side="right"))
             hi = int(np.searchsorted(cum, total // 2, side="right"))
@@ -93,7 +113,7 @@ def resampled_profiles(
         group: one label per row (``None``: each row its own group).
         n_boot: replicates; each draws as many groups as there are, with replacement.
         seed: seeds the draws; the same seed, groups and ``n_boot`` draw the same groups.
-        statistic: ``"median"`` or ``"mean"`` per distance.
+        statistic: one of :data:`STATISTICS`, per distance.
 
     Returns:
         the full-data profile ``[n_r]``, the replicates ``[n_boot, n_r]``, and the groups' labels in the
