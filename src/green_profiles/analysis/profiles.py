@@ -198,7 +198,7 @@ class ProfileRun:
         """The normalized profile of decoder block ``layer``'s input: ``profile(selection, layer=layer)``."""
         return self.profile(selection, layer=layer)
 
-    def fit(self, selection: Selection = "pred", statistic: Literal["median", "mean", "geometric", "trimmed"] = "median",
+    def fit(self, selection: Selection = "pred", statistic: Literal["median", "mean"] = "median",
             layer: int | None = None) -> Any:
         """The three decay models fitted to the normalized profile over ``r >= 1`` (a FitTable)."""
         return fit_decay_models(self.distances, self.profile(selection, layer=layer)[statistic].to_numpy())
