@@ -171,3 +171,30 @@ def synthetic_run(documents: list[int], targets=(10, 12), distances=(0, 1, 2, 4,
     config = RunConfig(seq_len=20, target_min=targets[0], target_max=targets[-1], source_min_index=0,
                        distances=tuple(distances))
     return ProfileRun(config=config, key="synthetic", path=None, arrays=arrays, table=None, metadata={})
+
+
+def synthetic_full_run(documents: list[int], *, seq_len: int = 64, targets=(60, 62), source_min_index: int = 0,
+                       exponent: float = 0.8, floor: float = 0.0, sigma: float = 0.2, seed: int = 0,
+                       key: str = "synthetic-full") -> ProfileRun:
+    """A run with whole rows (``full_rows``) of ``len(documents)`` windows: ``G(j, s) = (floor + (j - s + 1)^-p)``
+    times log-normal noise, NaN left of the buffer and zero right of the target, as the store keeps them."""
+    rng = np.random.default_rng(seed)
+    n, t = len(documents), len(targets)
+    j = np.asarray(targets)[None, :, None]
+    s = np.arange(seq_len)[None, None, :]
+    r = (j - s).astype(float)
+    law = np.where(r >= 0, floor + (np.maximum(r, 0) + 1.0) ** -exponent, 0.0)
+    full = law * rng.lognormal(sigma=sigma, size=(n, t, seq_len))
+    full[..., :source_min_index] = np.nan
+    config = RunConfig(seq_len=seq_len, n_windows=n, target_min=targets[0], target_max=targets[-1],
+                       target_stride=(targets[1] - targets[0]) if t > 1 else 1, source_min_index=source_min_index,
+                       full_rows=True)
+    distances = config.resolved().distances
+    grid = np.asarray(targets)[:, None] - np.asarray(distances)[None, :]
+    raw = np.take_along_axis(full, np.broadcast_to(grid, (n, *grid.shape)), axis=2)
+    arrays = {"distances": np.asarray(distances), "targets": np.asarray(targets),
+              "window_ids": np.zeros((n, seq_len + 1), dtype=np.int64), "document": np.asarray(documents),
+              "start": np.zeros(n, dtype=np.int64), "pred_raw": raw, "true_raw": raw, "pred_full": full,
+              "true_full": full, "pred_tokens": np.zeros((n, t)), "true_tokens": np.zeros((n, t)),
+              "true_log_probs": np.zeros((n, t))}
+    return ProfileRun(config=config, key=key, path=None, arrays=arrays, table=None, metadata={"dtype": "float32"})

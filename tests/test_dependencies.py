@@ -42,7 +42,7 @@ def test_each_notebook_depends_on_what_it_runs_and_nothing_else(dependencies):
     assert "report/shading.py" not in dependencies["model_sweep"]
     # The interactive figures: only the pages that show one.
     assert {name for name, files in dependencies.items() if "report/interactive.py" in files} == {
-        "model_sweep", "depth", "training_dynamics"}
+        "model_sweep", "depth", "training_dynamics", "robustness"}
     # Training code only where the trained family's curves are read (analysis.dynamics imports it).
     assert {name for name, files in dependencies.items() if "models/training.py" in files} == {"training_dynamics"}
 

@@ -150,9 +150,11 @@ def test_plan_prints_json_lines_when_piped(tiny_setup, tmp_path, capsys):
     out, err = capsys.readouterr()
     records = [json.loads(line) for line in out.splitlines()]
     # 8 runs of the SmolLM2 notebooks and coherent_text's 3 shaded-text runs, the depth page's 2 per-layer runs,
-    # and the tiny family's larger size: 4 checkpoints and the random twin.
-    assert len(records) == 18 and "18 runs" in err
-    assert sum(record["full_rows"] for record in records) == 3
+    # the tiny family's larger size: 4 checkpoints and the random twin; and the robustness page's 7 kernel runs
+    # (the reference, L = 64, two placements, bfloat16, the random twin and shuffled text), all with whole rows.
+    assert len(records) == 25 and "25 runs" in err
+    assert sum(record["full_rows"] for record in records) == 3 + 7
+    assert sum(record["notebooks"] == ["robustness"] for record in records) == 7
     assert sum(record["notebooks"] == ["training_dynamics"] for record in records) == 5
     assert sum(record["per_layer"] for record in records) == 2
     assert {"model", "corpus", "seq_len", "n_windows", "target_min", "target_max", "target_stride",

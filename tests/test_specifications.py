@@ -58,3 +58,17 @@ def test_the_dense_grid_has_about_four_points_an_octave():
     per_octave = (len(large) - 1) / np.log2((large[-1] + 1) / (large[0] + 1))
     assert 3.5 <= per_octave <= 4.5
     assert list(grid[:5]) == [0, 1, 2, 3, 4]  # below r = 4 the octaves' points round to every integer
+
+
+def test_the_dense_grid_restricted_to_the_papers_points_is_the_paper_grid(tiny_store):
+    # Catches a grid that indexes sources off by one, or a normalization that depends on which grid was read.
+    run = tiny_store.run("full_rows")
+    buffer = run.config.source_min_index
+    for normalization in ("G0", "G1", "none"):
+        paper_r, paper = specification_rows(run.arrays, buffer, Derivation(grid="paper", normalization=normalization))
+        dense_r, dense = specification_rows(run.arrays, buffer, Derivation(grid="dense", normalization=normalization))
+        common = np.intersect1d(paper_r, dense_r)
+        assert len(common) >= 4 and len(dense_r) > len(common)
+        # The same stored numbers, the same divisor: bitwise.
+        np.testing.assert_array_equal(dense[:, np.searchsorted(dense_r, common)],
+                                      paper[:, np.searchsorted(paper_r, common)])

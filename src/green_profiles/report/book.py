@@ -110,6 +110,34 @@ def summary_table(records: list[Mapping[str, Any]]) -> Any:
     } for record in records]).set_index("label")
 
 
+def specification_table(table: Any) -> Any:
+    """A specification curve's table (:func:`~green_profiles.analysis.robustness.specification_curve`) as the
+    page shows it: one line per specification, the axis and choice, the fitted range, the rows, ``p`` and the
+    gap with their intervals, the verdict, and ``p`` minus the paper protocol's with its interval."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records([{
+        "axis": record["axis"],
+        "choice": record["setting"],
+        "fitted r": record["fitted r"],
+        "rows": record["rows"],
+        "p [95% CI]": interval_text(record, "p", ".2f"),
+        "gap exp − power [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
+        "verdict": record["verdict_word"],
+        "p − paper's [95% CI]": _difference_text(record["p − paper"]),
+    } for record in table.to_dict("records")])
+
+
+def _difference_text(difference: Any) -> str:
+    """``"+0.12 [+0.05, +0.20] paired"``, short, or "—" for the paper's own line or a missing value."""
+    if not math.isfinite(difference.difference):
+        return "no estimate"
+    if difference.difference == 0.0 and difference.low == difference.high == 0.0:
+        return "—"
+    kind = "paired" if difference.paired else "unpaired"
+    return f"{difference.difference:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}] {kind}"
+
+
 def checks_table(records: list[Mapping[str, Any]]) -> Any:
     """The calibrated checks behind each run's verdict (the rule is the methods page's), one line per run.
 

@@ -189,6 +189,42 @@ def against_tokens_figure(table: Any, value: str = "p", *, colors: Mapping[str, 
     return fig
 
 
+def specification_curve_figure(table: Any, *, value: str = "p", paper_band: tuple[float, float] | None = None,
+                               title: str = "") -> Any:
+    """A specification curve (:func:`~green_profiles.analysis.robustness.specification_curve`'s table) as
+    :func:`~green_profiles.report.figures.plot_specification_curve` draws it, sorted by ``value``, one legend
+    group per axis (click to hide an axis' specifications). Hover: the axis and choice, the value with its
+    interval, its paired difference from the paper's protocol, the fitted range and the verdict."""
+    import plotly.graph_objects as go
+
+    ordered = table.sort_values(value, na_position="last").reset_index(drop=True)
+    fig = go.Figure()
+    if paper_band is not None:
+        fig.add_hrect(y0=paper_band[0], y1=paper_band[1], fillcolor="#b8d4f0", opacity=0.5, line_width=0,
+                      annotation_text=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}", annotation_position="top left")
+    for index, (axis, points) in enumerate(ordered.groupby("axis", sort=False)):
+        y = points[value].to_numpy(dtype=float)
+        color = "black" if axis == "paper" else condition_color(axis, index)
+        fig.add_trace(go.Scatter(
+            x=points.index.to_numpy() + 1, y=y, mode="markers", name=axis, legendgroup=axis,
+            marker={"color": color, "size": 10 if axis == "paper" else 7, "symbol": "diamond" if axis == "paper" else "circle"},
+            error_y={"type": "data", "symmetric": False, "color": color, "thickness": 1.2, "width": 3,
+                     "array": np.clip(points[f"{value}_high"].to_numpy(dtype=float) - y, 0, None),
+                     "arrayminus": np.clip(y - points[f"{value}_low"].to_numpy(dtype=float), 0, None)},
+            customdata=np.column_stack([points["setting"], points[f"{value}_low"], points[f"{value}_high"],
+                                        points["p − paper"].astype(str), points["fitted r"],
+                                        points["verdict_word"].fillna("")]),
+            hovertemplate=(f"<b>{axis}: %{{customdata[0]}}</b><br>{value} = %{{y:.3f}} [%{{customdata[1]:.3f}}, "
+                           "%{customdata[2]:.3f}]<br>minus the paper's protocol: %{customdata[3]}<br>"
+                           "fitted r: %{customdata[4]}<br>verdict: %{customdata[5]}<extra></extra>")))
+    fig.update_layout(title=title, height=HEIGHT, template="plotly_white", hovermode="closest",
+                      legend={"title": {"text": "axis changed (click to toggle)"}},
+                      margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    fig.update_xaxes(title="specifications, sorted by the estimate")
+    fig.update_yaxes(title=f"{value} of c + A(r+1)^-p (95% interval)")
+    return fig
+
+
 def html(fig: Any, name: str) -> Any:
     """The figure as an ``IPython.display.HTML`` ``<div>`` without plotly.js (the book's page loads it).
 

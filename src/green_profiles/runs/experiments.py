@@ -165,6 +165,75 @@ def _depth_runs(given: Given) -> dict[Role, RunConfig]:
     return runs
 
 
+# Where the targets sit in the window for the placement axis: the start of their span (L/16 tokens) as a
+# share of L. "last" is the paper's, the window's last sixteenth.
+PLACEMENTS: Mapping[str, float] = {"last": 15 / 16, "middle": 1 / 2, "quarter": 1 / 4}
+
+
+def at_length(config: RunConfig, length: int) -> RunConfig:
+    """``config`` at window length ``length`` as the paper scales its runs: targets in the last sixteenth,
+    their stride scaled with ``L`` (as many targets per window), the buffer at ``3L/16``, the paper's grid."""
+    resolved = config.resolved()
+    stride = max(1, resolved.target_stride * length // resolved.seq_len)
+    return dataclasses.replace(config, seq_len=length, target_min=None, target_max=None, target_stride=stride,
+                               source_min_index=None, distances=None)
+
+
+def placed(config: RunConfig, placement: str) -> RunConfig:
+    """``config`` with its targets' span (``L/16`` tokens, the same stride) moved to ``placement`` of the window
+    (:data:`PLACEMENTS`), the buffer kept at ``3L/16``, the paper's grid cut where a source would enter it."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+    resolved = config.resolved()
+    length = resolved.seq_len
+    start = round(PLACEMENTS[placement] * length)
+    return dataclasses.replace(config, target_min=start, target_max=start + length // 16 - 1,
+                               target_stride=resolved.target_stride, source_min_index=3 * length // 16,
+                               distances=None)
+
+
+def _robustness_runs(given: Given) -> dict[Role, RunConfig]:
+    """The kernel runs of the specification curve, for every model and corpus (each with whole rows, so that
+    every other choice is read from them: :mod:`green_profiles.analysis.robustness`):
+
+    - ``(model, corpus, "reference")``: the experiment's own run (``seq_len``, targets in the last sixteenth),
+      buffer 0, so that any buffer can be read from it;
+    - ``(model, corpus, "L", str(L))`` for the other window lengths of ``lengths``, scaled as the paper scales
+      its runs (:func:`at_length`); ``windows_at_largest`` windows at the largest;
+    - ``(model, corpus, "placement", name)`` for each of ``placements`` (:func:`placed`), the same windows;
+    - ``(model, corpus, "precision", dtype)`` for each of ``precisions``, the same windows;
+    - on the first corpus, the controls of the local slope: ``(model, corpus, "control", "random init")`` (the
+      ``@random`` twin) and ``(model, corpus, "control", "shuffled")`` (the window-shuffled text).
+
+    ``targets_per_window`` thins every run's targets (also without ``published``).
+    """
+    per_window = given.get("targets_per_window")
+    largest = max(given["lengths"])
+    runs: dict[Role, RunConfig] = {}
+    for model in given["models"]:
+        for corpus in given["corpora"]:
+            config = given.run(model, corpus=corpus, full_rows=True)
+            if per_window is not None and not given.get("published"):
+                config = _thin_targets(config, int(per_window))
+            length = config.resolved().seq_len
+            runs[(model, corpus, "reference")] = dataclasses.replace(config, source_min_index=0, distances=None)
+            for other in given["lengths"]:
+                if other != length:
+                    scaled = at_length(config, int(other))
+                    if other == largest and given.get("windows_at_largest"):
+                        scaled = dataclasses.replace(scaled, n_windows=int(given["windows_at_largest"]))
+                    runs[(model, corpus, "L", str(other))] = scaled
+            for placement in given["placements"]:
+                runs[(model, corpus, "placement", placement)] = placed(config, placement)
+            for dtype in given["precisions"]:
+                runs[(model, corpus, "precision", dtype)] = dataclasses.replace(config, dtype=dtype)
+        reference = runs[(model, given["corpora"][0], "reference")]
+        runs[(model, given["corpora"][0], "control", "random init")] = dataclasses.replace(
+            reference, model=f"{model}@random")
+        runs[(model, given["corpora"][0], "control", "shuffled")] = dataclasses.replace(reference, shuffle="window")
+    return runs
+
+
 def _training_dynamics_runs(given: Given) -> dict[Role, RunConfig]:
     """``(model, "step<N>")`` for every size of ``family`` (or ``sizes``) and every checkpoint step, on
     ``corpus`` (the held-out text) with the experiment's own settings even when ``published`` (the
@@ -212,6 +281,17 @@ EXPERIMENTS: Mapping[str, Experiment] = {experiment.name: experiment for experim
     Experiment("model_sweep", _model_corpus_runs, {
         "models": ["smollm2-135m", "smollm2-135m@random"],
         "corpora": ["gutenberg", "wikipedia"],
+    }),
+    # One trained model under choices of protocol the paper made once: each kernel run once, with whole rows;
+    # the other choices (buffer, normalization, aggregate, fitted range, grid, token) read from those rows.
+    Experiment("robustness", _robustness_runs, {
+        "models": ["smollm2-135m"],
+        "corpora": ["gutenberg-heldout", "wikipedia"],
+        "lengths": [256, 512, 1024, 2048],  # window lengths L of the L axis; seq_len is the reference
+        "windows_at_largest": None,         # windows at the largest L (None: n_windows), its runs being the dearest
+        "placements": ["middle", "quarter"],  # targets' span besides the last sixteenth (PLACEMENTS)
+        "precisions": ["bfloat16"],         # dtypes besides the reference's (dtype) on the same windows
+        "min_distances": [1, 2, 4, 8],      # smallest fitted r; the first is the paper's
     }),
     Experiment("text_statistics", _model_corpus_runs, {
         "corpora": ["gutenberg", "wikipedia"],
