@@ -21,12 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from green_profiles.runs import experiments
+
 pytestmark = pytest.mark.browser
 
 BUILD = Path("_build/html")
 SCREENSHOTS = Path("_build/screenshots")
-EXPERIMENTS = ("coherent_text", "shuffled_tokens", "random_init", "model_sweep", "text_statistics", "depth",
-               "training_dynamics")
+# Every experiment of the registry (the table of contents lists them in its order: tests/test_book.py).
+EXPERIMENTS = tuple(experiments.EXPERIMENTS)
 PAGES = ("book/intro", "book/methods", *(f"book/experiments/{name}" for name in EXPERIMENTS),
          "book/summary", "book/reproducibility")
 WINDOW_WIDTH, WINDOW_HEIGHT = 1280, 1000
@@ -157,7 +159,8 @@ def test_page_renders_figures_and_math(open_page, page):
 
 
 # The interactive figures (green_profiles.report.interactive): plotly.js from the book's own _static/, no network.
-INTERACTIVE_PAGES = ("book/experiments/model_sweep", "book/experiments/depth", "book/experiments/training_dynamics")
+INTERACTIVE_PAGES = ("book/experiments/model_sweep", "book/experiments/depth", "book/experiments/training_dynamics",
+                     "book/experiments/robustness")
 _PLOTS_DRAWN = """
 const divs = Array.from(document.querySelectorAll('article .plotly-graph-div'));
 return divs.length > 0 && divs.every(div => div.classList.contains('js-plotly-plot')
