@@ -204,8 +204,11 @@ def test_interactive_figures_render_offline(browser, page):
         browser.execute_cdp_cmd("Network.emulateNetworkConditions", offline | {"offline": False})
     assert all(count >= 1 for count in report["traces"]) and all(count >= 1 for count in report["legend"]), report
     assert report["legend"][0] >= 2, report  # the first figure has conditions to toggle
+    # The first point's hover: a profile's distance and interval, the depth page's first layer, or the robustness
+    # page's first specification with its paired difference from the paper's protocol.
     assert "r = 1 tokens" in report["hover"] and "95% interval" in report["hover"] or \
-        "block 0 input" in report["hover"], report["hover"]
+        "block 0 input" in report["hover"] or \
+        "minus the paper's protocol" in report["hover"] and "paired" in report["hover"], report["hover"]
     # One copy of plotly.js, the book's own; nothing on the page points outside the built book.
     assert [src.rsplit("/", 1)[-1].split("?")[0] for src in report["scripts"]] == ["plotly.min.js"]  # ?v=checksum
     assert report["scripts"][0].startswith("file://") and report["external"] == [], report["external"]
