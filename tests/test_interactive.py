@@ -10,7 +10,7 @@ import pytest
 
 from green_profiles.report.figures import condition_color
 from green_profiles.report.interactive import (against_tokens_figure, html, layer_profiles_figure, median_interval,
-                                        profiles_figure)
+                                                profiles_figure, specification_curve_figure)
 from support import synthetic_run
 
 DISTANCES = (0, 1, 2, 4, 8, 16, 32)
@@ -140,3 +140,26 @@ def test_a_flat_profile_says_it_has_no_fit_instead_of_a_number():
     fig = profiles_figure({"random init": flat}, n_boot=5)
     assert [trace.name for trace in fig.data] == ["random init: 95% low", "random init: 95% band", "random init"]
     assert "no usable fit" in fig.data[-1].hovertemplate
+
+
+def test_a_specification_curve_colours_each_axis_alike_whatever_the_order_of_its_estimates():
+    # Catches colours or legend order taken from the sorted points: two corpora's curves would then colour one
+    # axis differently side by side.
+    def table(p):
+        return pd.DataFrame({"axis": ["paper", "L", "L", "token"], "setting": ["paper", "256", "1024", "true"],
+                             "p": p, "p_low": np.asarray(p) - 0.1, "p_high": np.asarray(p) + 0.2,
+                             "p − paper": ["—", "+0.1", "-0.2", "+0.3"], "fitted r": ["1–384"] * 4,
+                             "verdict_word": ["power law"] * 4})
+
+    first = specification_curve_figure(table([0.9, 1.0, 0.7, 1.2]), paper_band=(0.7, 0.9))
+    second = specification_curve_figure(table([0.9, 0.5, 1.3, 0.6]))
+    for fig in (first, second):
+        assert [trace.name for trace in fig.data] == ["paper", "L", "token"]
+    assert [trace.marker.color for trace in first.data] == [trace.marker.color for trace in second.data]
+    assert len({trace.marker.color for trace in first.data}) == 3
+    # x is the rank of the estimate; the interval is drawn from p_low to p_high.
+    length = first.data[1]
+    assert list(length.x) == [1, 3] and list(length.y) == [0.7, 1.0]
+    np.testing.assert_allclose(length.error_y.array, [0.2, 0.2])
+    np.testing.assert_allclose(length.error_y.arrayminus, [0.1, 0.1])
+    assert "minus the paper's protocol" in length.hovertemplate

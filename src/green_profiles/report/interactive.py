@@ -22,6 +22,7 @@ import numpy as np
 from green_profiles.runs.configuration import Selection
 from green_profiles.report.figures import DEPTH_COLORMAP, _init_position, condition_color
 from green_profiles.analysis.profiles import ProfileRun
+from green_profiles.analysis.robustness import AXES
 from green_profiles.analysis.fits.resampling import resampled_profiles
 
 # The figure's width follows the text column (responsive); its height is fixed.
@@ -202,9 +203,16 @@ def specification_curve_figure(table: Any, *, value: str = "p", paper_band: tupl
     if paper_band is not None:
         fig.add_hrect(y0=paper_band[0], y1=paper_band[1], fillcolor="#b8d4f0", opacity=0.5, line_width=0,
                       annotation_text=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}", annotation_position="top left")
-    for index, (axis, points) in enumerate(ordered.groupby("axis", sort=False)):
+    from matplotlib import colormaps, colors  # deferred: as plotly, only for this figure
+
+    palette = [colors.to_hex(color) for color in colormaps["tab10"].colors]  # ten axes, ten colours
+    # Legend and colours in the axes' own order, whatever the sorting: every curve of the page colours an axis alike.
+    present = set(ordered["axis"])
+    axes = [axis for axis in ("paper", *AXES) if axis in present] + sorted(present - {"paper", *AXES})
+    for axis in axes:
+        points = ordered[ordered["axis"] == axis]
         y = points[value].to_numpy(dtype=float)
-        color = "black" if axis == "paper" else condition_color(axis, index)
+        color = "black" if axis == "paper" else palette[(AXES.index(axis) if axis in AXES else len(AXES)) % len(palette)]
         fig.add_trace(go.Scatter(
             x=points.index.to_numpy() + 1, y=y, mode="markers", name=axis, legendgroup=axis,
             marker={"color": color, "size": 10 if axis == "paper" else 7, "symbol": "diamond" if axis == "paper" else "circle"},
