@@ -15,6 +15,7 @@ from support import synthetic_full_run
 from green_profiles.analysis.fits import PairedDifference
 from green_profiles.analysis.robustness import (AXES, axis_effects, band_overlap, control_slopes, specification_curve,
                                                 specifications)
+from green_profiles.report.book import axis_effects_table, specification_table
 from green_profiles.runs.configuration import RunConfig
 from green_profiles.runs.experiments import at_length, experiment_parameters, notebook_runs, placed
 
@@ -102,6 +103,13 @@ def test_a_floor_moves_p_on_the_axes_that_see_it():
     assert set(effects["axis"]) <= set(AXES)
     normalization = curve.table[(curve.table["axis"] == "normalization") & (curve.table["setting"] == "G(j, 1)")]
     assert abs(float(normalization["p"].iloc[0]) - float(curve.table["p"].iloc[0])) < 0.15
+    # The page's tables: one line per axis (the mover first) and one per specification, the paper's own first.
+    shown = axis_effects_table(effects)
+    assert list(shown.index) == list(effects["axis"]) and set(shown["interval excludes 0"]) <= {"yes", "no"}
+    assert shown["p − paper's [95% CI]"].iloc[0].startswith(f"{effects['difference'].iloc[0]:+.2f} [")
+    every = specification_table(curve.table)
+    assert len(every) == len(curve.table) and every.index[0] == ("paper", "paper")
+    assert every["p − paper's [95% CI]"].iloc[0] == "—"
 
 
 def test_band_overlap_counts_intervals_and_points():

@@ -5,7 +5,7 @@ the left buffer, the normalization, the aggregate over rows, the fitted range, t
 the precision). Choices that change the kernel's inputs read their own run; the others are read from the
 same run's whole rows (:mod:`~green_profiles.analysis.specifications`), so each kernel input is measured once.
 Every specification is fitted and bootstrapped like a whole run, with the same seed, so two specifications
-read from runs of the same windows are compared over the same resampled documents (a paired difference).
+read from runs of the same documents are compared over the same resampled documents (a paired difference).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def specification_curve(runs: Mapping[Run, ProfileRun], *, min_distances: Sequen
 def axis_effects(curve: Curve) -> Any:
     """Each axis' largest move of ``p`` from the paper's protocol: one row per axis (pandas DataFrame, the
     axis that moves ``p`` most first) with the setting, ``p``, the difference and its interval, and whether
-    the difference is paired (the same windows) and resolved (its interval excludes zero)."""
+    the difference is paired (the same documents) and resolved (its interval excludes zero)."""
     import pandas as pd
 
     rows = []

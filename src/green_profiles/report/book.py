@@ -125,7 +125,24 @@ def specification_table(table: Any) -> Any:
         "gap exp − power [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
         "verdict": record["verdict_word"],
         "p − paper's [95% CI]": _difference_text(record["p − paper"]),
-    } for record in table.to_dict("records")])
+    } for record in table.to_dict("records")]).set_index(["axis", "choice"])
+
+
+def axis_effects_table(effects: Any) -> Any:
+    """Each axis' largest move of ``p`` (:func:`~green_profiles.analysis.robustness.axis_effects`) as the page
+    shows it: the axis, its choice, ``p`` minus the paper protocol's with its interval, and whether the interval
+    excludes zero."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records([{
+        "axis": record["axis"],
+        "choice": record["setting"],
+        "p − paper's [95% CI]": (f"{record['difference']:+.2f} [{record['low']:+.2f}, {record['high']:+.2f}] "
+                                 f"{'paired' if record['paired'] else 'unpaired'}"
+                                 if math.isfinite(record["difference"]) else "no estimate"),
+        "interval excludes 0": "yes" if record["resolved"] else "no",
+    } for record in effects.to_dict("records")], columns=["axis", "choice", "p − paper's [95% CI]",
+                                                           "interval excludes 0"]).set_index("axis")
 
 
 def _difference_text(difference: Any) -> str:
