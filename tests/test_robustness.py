@@ -13,8 +13,9 @@ import pytest
 from support import synthetic_full_run
 
 from green_profiles.analysis.fits import PairedDifference
-from green_profiles.analysis.robustness import (AXES, axis_effects, band_overlap, control_slopes, specification_curve,
-                                                specifications)
+from green_profiles.analysis.local_slope import Plateau
+from green_profiles.analysis.robustness import (AXES, axis_effects, band_overlap, control_slopes, plateau_text,
+                                                specification_curve, specifications)
 from green_profiles.report.book import axis_effects_table, specification_table
 from green_profiles.runs.configuration import RunConfig
 from green_profiles.runs.experiments import at_length, experiment_parameters, notebook_runs, placed
@@ -140,3 +141,11 @@ def test_the_settings_kernel_runs_and_specifications(settings, kernel_runs, spec
                 and role[2] != "control"}
         specs, _ = specifications(runs)
         assert len(specs) == specs_per_corpus
+
+
+def test_a_plateau_at_zero_is_called_a_floor_not_a_power_law():
+    assert plateau_text(Plateau(start=2, stop=163, level=0.71, low=0.64, high=0.80)) == \
+        "0.71 [0.64, 0.80] over r = 2–163 (5.8 octaves)"  # log2(164 / 3) octaves of r + 1
+    assert plateau_text(Plateau(start=29, stop=384, level=-0.01, low=-0.16, high=0.16)).startswith(
+        "no decay over r = 29–384 (3.7 octaves): slope -0.01 [-0.16, 0.16]")
+    assert plateau_text(None) == "no plateau over two octaves"

@@ -20,12 +20,12 @@ from numpy.typing import NDArray
 
 from green_profiles.analysis.fits import PAPER_P_RANGE, N_BOOT, bootstrap_fits, paired_difference
 from green_profiles.analysis.fits.bootstrap import BootstrapResult, PairedDifference
-from green_profiles.analysis.local_slope import LocalSlope, local_slope
+from green_profiles.analysis.local_slope import LocalSlope, Plateau, local_slope
 from green_profiles.analysis.profiles import ProfileRun
 from green_profiles.analysis.specifications import Derivation, specification_rows
 
 __all__ = ["AXES", "Curve", "Specification", "axis_effects", "band_overlap", "control_slopes", "curve_numbers",
-           "evaluate", "kernel_costs", "reachability", "specification_curve", "specifications"]
+           "evaluate", "kernel_costs", "plateau_text", "reachability", "specification_curve", "specifications"]
 
 Run = tuple[str, ...]  # a kernel run of one model and corpus: ("reference",), ("L", "1024"), ("placement", "middle"), ...
 
@@ -225,6 +225,18 @@ def control_slopes(runs: Mapping[str, ProfileRun], buffer: int, *, n_boot: int =
     return slopes
 
 
+def plateau_text(found: Plateau | None) -> str:
+    """A plateau of the local slope in words: its level with the interval and its range of ``r``, or, where the
+    interval includes zero, a range over which the profile does not decay (a floor, not a scaling range)."""
+    if found is None:
+        return "no plateau over two octaves"
+    level = f"{found.level:.2f} [{found.low:.2f}, {found.high:.2f}]"
+    span = f"r = {found.start:.0f}–{found.stop:.0f} ({found.octaves:.1f} octaves)"
+    if found.low <= 0.0 <= found.high:
+        return f"no decay over {span}: slope {level}, a floor rather than a power law"
+    return f"{level} over {span}"
+
+
 def kernel_costs(runs: Mapping[tuple[str, ...], ProfileRun]) -> Any:
     """One line per kernel run (pandas DataFrame): its role, ``L``, windows, rows, dtype and the kernel's
     seconds as recorded when it was measured (``timings.kernel_s`` of its metadata; NaN if not recorded)."""
@@ -290,10 +302,7 @@ def curve_numbers(curves: Mapping[tuple[str, str], Curve], effects: Mapping[tupl
         return (f"{row['axis']} {row['setting']} on {row['corpus']}: {row['difference']:+.2f} "
                 f"[{row['low']:+.2f}, {row['high']:+.2f}], {kind}")
 
-    plateaus = {label.replace(" ", "_"): (f"{slope.plateau.level:.2f} [{slope.plateau.low:.2f}, {slope.plateau.high:.2f}]"
-                                          f" over r = {slope.plateau.start:.0f}–{slope.plateau.stop:.0f}"
-                                          if slope.plateau is not None else "no plateau over two octaves")
-                for label, slope in slopes.items()}
+    plateaus = {label.replace(" ", "_"): plateau_text(slope.plateau) for label, slope in slopes.items()}
     total = float(costs["kernel s"].sum())
     largest = float(costs.loc[costs["L"] == costs["L"].max(), "kernel s"].sum())
     return {
