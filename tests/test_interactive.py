@@ -157,6 +157,12 @@ def test_a_specification_curve_colours_each_axis_alike_whatever_the_order_of_its
         assert [trace.name for trace in fig.data] == ["paper", "L", "token"]
     assert [trace.marker.color for trace in first.data] == [trace.marker.color for trace in second.data]
     assert len({trace.marker.color for trace in first.data}) == 3
+    # Given the page's axes, a curve without one of them still colours the others as its neighbours do.
+    axes = ("L", "placement", "token")
+    with_axes = specification_curve_figure(table([0.9, 1.0, 0.7, 1.2]), axes=axes)
+    no_length = specification_curve_figure(table([0.9, 1.0, 0.7, 1.2]).iloc[[0, 3]], axes=axes)
+    assert [trace.name for trace in no_length.data] == ["paper", "token"]
+    assert no_length.data[1].marker.color == with_axes.data[2].marker.color
     # x is the rank of the estimate; the interval is drawn from p_low to p_high.
     length = first.data[1]
     assert list(length.x) == [1, 3] and list(length.y) == [0.7, 1.0]

@@ -22,7 +22,6 @@ import numpy as np
 from green_profiles.runs.configuration import Selection
 from green_profiles.report.figures import DEPTH_COLORMAP, _init_position, condition_color
 from green_profiles.analysis.profiles import ProfileRun
-from green_profiles.analysis.robustness import AXES
 from green_profiles.analysis.fits.resampling import resampled_profiles
 
 # The figure's width follows the text column (responsive); its height is fixed.
@@ -191,11 +190,13 @@ def against_tokens_figure(table: Any, value: str = "p", *, colors: Mapping[str, 
 
 
 def specification_curve_figure(table: Any, *, value: str = "p", paper_band: tuple[float, float] | None = None,
-                               title: str = "") -> Any:
+                               title: str = "", axes: Sequence[str] | None = None) -> Any:
     """A specification curve (:func:`~green_profiles.analysis.robustness.specification_curve`'s table) as
     :func:`~green_profiles.report.figures.plot_specification_curve` draws it, sorted by ``value``, one legend
     group per axis (click to hide an axis' specifications). Hover: the axis and choice, the value with its
-    interval, its paired difference from the paper's protocol, the fitted range and the verdict."""
+    interval, its paired difference from the paper's protocol, the fitted range and the verdict. ``axes``: the
+    axes in the legend's order, each with its colour by position (pass the same to every curve of a page;
+    ``None``: the table's own order)."""
     import plotly.graph_objects as go
 
     ordered = table.sort_values(value, na_position="last").reset_index(drop=True)
@@ -207,12 +208,13 @@ def specification_curve_figure(table: Any, *, value: str = "p", paper_band: tupl
 
     palette = [colors.to_hex(color) for color in colormaps["tab10"].colors]  # ten axes, ten colours
     # Legend and colours in the axes' own order, whatever the sorting: every curve of the page colours an axis alike.
-    present = set(ordered["axis"])
-    axes = [axis for axis in ("paper", *AXES) if axis in present] + sorted(present - {"paper", *AXES})
-    for axis in axes:
+    own = [axis for axis in dict.fromkeys(table["axis"]) if axis != "paper"]
+    known = list(own if axes is None else axes)
+    known += [axis for axis in own if axis not in known]
+    for axis in ["paper", *(axis for axis in known if axis in own)]:
         points = ordered[ordered["axis"] == axis]
         y = points[value].to_numpy(dtype=float)
-        color = "black" if axis == "paper" else palette[(AXES.index(axis) if axis in AXES else len(AXES)) % len(palette)]
+        color = "black" if axis == "paper" else palette[known.index(axis) % len(palette)]
         fig.add_trace(go.Scatter(
             x=points.index.to_numpy() + 1, y=y, mode="markers", name=axis, legendgroup=axis,
             marker={"color": color, "size": 10 if axis == "paper" else 7, "symbol": "diamond" if axis == "paper" else "circle"},
