@@ -104,3 +104,8 @@ def test_the_local_slope_figure_draws_the_plateau_with_its_value():
     plot_local_slope(ax, result, label="power law", color="C0")
     assert ax.get_xscale() == "log" and any(text.get_text().startswith("plateau 0.8") for text in ax.texts)
     plt.close(fig)
+    flat = local_slope(grid, rng.lognormal(sigma=0.1, size=(40, len(grid))), np.repeat(np.arange(10), 4), n_boot=100)
+    fig, ax = plt.subplots()
+    plot_local_slope(ax, flat, label="floor", color="C1")
+    assert flat.plateau is not None and any(text.get_text().startswith("no decay") for text in ax.texts)
+    plt.close(fig)

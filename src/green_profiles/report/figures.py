@@ -475,8 +475,12 @@ def plot_local_slope(ax: Axes, result: Any, *, label: str, color: str,
         ax.fill_between([found.start, found.stop], found.low, found.high, color=color, alpha=0.25, hatch="//",
                         linewidth=0)
         ax.plot([found.start, found.stop], [found.level] * 2, color=color, linewidth=2.5, alpha=0.8)
-        ax.annotate(f"plateau {found.level:.2f} [{found.low:.2f}, {found.high:.2f}]", (found.stop, found.level),
-                    textcoords="offset points", xytext=(4, 4), fontsize="small", color=color)
+        # A plateau whose interval holds zero is a floor (no decay), not an exponent; its label goes below the
+        # zero line, where it does not sit on another curve's plateau label.
+        floor = found.low <= 0.0 <= found.high
+        ax.annotate(f"{'no decay' if floor else 'plateau'} {found.level:.2f} [{found.low:.2f}, {found.high:.2f}]",
+                    (found.stop, found.level), textcoords="offset points", xytext=(4, -12 if floor else 4),
+                    fontsize="small", color=color)
     if paper_band is not None:
         ax.axhspan(*paper_band, color="#b8d4f0", alpha=0.5, zorder=0, label=f"paper: p ≈ {paper_band[0]}–{paper_band[1]}")
     ax.axhline(0.0, color="0.5", linewidth=0.8)
