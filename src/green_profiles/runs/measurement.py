@@ -48,7 +48,7 @@ from green_profiles.runs.configuration import SELECTIONS, RunConfig, config_argu
 from green_profiles.runs.distributed import Group, World
 from green_profiles.kernel.precision import device_description, resolve_device
 from green_profiles.runs.provenance import Provenance, run_key, run_provenance, settings_key
-from green_profiles.runs.signals import stop_signals_as_interrupt
+from green_profiles.runs.signals import stop_signals_as_interrupt, stop_signals_held
 from green_profiles.runs.store import (
     CorruptRunError,
     StoredRun,
@@ -455,6 +455,7 @@ def measure_windows(inputs: Inputs, config: RunConfig, work: Work, *, partial: P
     fresh: dict[int, dict[str, np.ndarray]] = {}
     kernel_seconds, backward_rows = 0.0, 0
     last_flush = time.monotonic()
+    finished = False
     try:
         for index in work.mine:
             clock = time.perf_counter()
@@ -469,15 +470,19 @@ def measure_windows(inputs: Inputs, config: RunConfig, work: Work, *, partial: P
             if kernel_seconds:
                 bar.set_postfix_str(f"{backward_rows / kernel_seconds:.2f} backward/s", refresh=False)
             if time.monotonic() - last_flush >= flush_seconds:
-                flush_partial(partial, key, inputs.windows.ids, fresh, distances=inputs.distances, writer=writer)
-                work.done.update(fresh)
-                fresh = {}
+                with stop_signals_held():  # a stop waits for the part to be whole, then stops the loop here
+                    flush_partial(partial, key, inputs.windows.ids, fresh, distances=inputs.distances, writer=writer)
+                    work.done.update(fresh)
+                    fresh = {}
                 last_flush = time.monotonic()
+        finished = True
     finally:
         bar.close()
-        # Windows finished before an interruption are kept for the next attempt.
-        flush_partial(partial, key, inputs.windows.ids, fresh, distances=inputs.distances, writer=writer)
-        work.done.update(fresh)
+        # Windows finished before an interruption are kept for the next attempt; a further stop signal during
+        # this write is dropped when already stopping, else delivered after it.
+        with stop_signals_held(deliver=finished):
+            flush_partial(partial, key, inputs.windows.ids, fresh, distances=inputs.distances, writer=writer)
+            work.done.update(fresh)
     return kernel_seconds, backward_rows
 
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["STOP_SIGNALS", "Stopped", "exit_status", "stop_signals_as_interrupt"]
+__all__ = ["STOP_SIGNALS", "Stopped", "exit_status", "stop_signals_as_interrupt", "stop_signals_held"]
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -53,3 +53,30 @@ def stop_signals_as_interrupt() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def stop_signals_held(*, deliver: bool = True) -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP wait; after it, the first one received goes to the handler that
+    was in place (``deliver``), or is dropped where the program is already stopping (``deliver=False``).
+
+    For writing a part: a stop that lands inside the write would abort it half-written, and the windows in it
+    would be lost (seen under torchrun, which signals a rank again while its finally block flushes).
+    Outside the main thread it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received and deliver:
+        handler = previous[received[0]]
+        if callable(handler):
+            handler(received[0], None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(received[0])
