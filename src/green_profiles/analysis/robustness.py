@@ -192,7 +192,7 @@ def axis_effects(curve: Curve) -> Any:
         difference: PairedDifference = table.at[index, "p − paper"]
         rows.append({"axis": axis, "setting": table.at[index, "setting"], "p": table.at[index, "p"],
                      "difference": difference.difference, "low": difference.low, "high": difference.high,
-                     "paired": difference.paired, "resolved": difference.resolved, "p − paper": str(difference)})
+                     "paired": difference.paired, "resolved": difference.resolved, "p − paper": difference})
     effects = pd.DataFrame.from_records(rows)
     if effects.empty:
         return effects
@@ -283,8 +283,8 @@ def curve_numbers(curves: Mapping[tuple[str, str], Curve], effects: Mapping[tupl
     moves = [dict(row, corpus=corpus) for (_, corpus), table in effects.items() for row in table.to_dict("records")
              if math.isfinite(row["difference"])]
     paired = [row for row in moves if row["paired"] and row["resolved"]]
-    overlapping = sum(band_overlap(curve.table)[0] for curve in curves.values())
-    inside = sum(band_overlap(curve.table)[1] for curve in curves.values())
+    counts = [band_overlap(curve.table) for curve in curves.values()]
+    overlapping, inside = sum(count[0] for count in counts), sum(count[1] for count in counts)
 
     def interval(record: Mapping[str, Any]) -> str:
         if not math.isfinite(record["p"]):

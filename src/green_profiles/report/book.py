@@ -137,9 +137,7 @@ def axis_effects_table(effects: Any) -> Any:
     return pd.DataFrame.from_records([{
         "axis": record["axis"],
         "choice": record["setting"],
-        "p − paper's [95% CI]": (f"{record['difference']:+.2f} [{record['low']:+.2f}, {record['high']:+.2f}] "
-                                 f"{'paired' if record['paired'] else 'unpaired'}"
-                                 if math.isfinite(record["difference"]) else "no estimate"),
+        "p − paper's [95% CI]": _difference_text(record["p − paper"]),
         "interval excludes 0": "yes" if record["resolved"] else "no",
     } for record in effects.to_dict("records")], columns=["axis", "choice", "p − paper's [95% CI]",
                                                            "interval excludes 0"]).set_index("axis")

@@ -40,19 +40,26 @@ def stop_signals_as_interrupt() -> Iterator[None]:
 
     Outside the main thread (where Python cannot set handlers) it does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def stop(signum: int, frame: Any) -> None:
         raise Stopped(signum)
 
-    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
-    try:
+    with _handling(stop):
         yield
+
+
+@contextlib.contextmanager
+def _handling(handler: Any) -> Iterator[dict[int, Any]]:
+    """``handler`` for every stop signal inside the block (the previous handlers, by signal, are yielded and
+    come back after it); in a thread other than the main one, where Python cannot set handlers, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield {}
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield previous
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @contextlib.contextmanager
@@ -64,16 +71,9 @@ def stop_signals_held(*, deliver: bool = True) -> Iterator[None]:
     would be lost (seen under torchrun, which signals a rank again while its finally block flushes).
     Outside the main thread it does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     received: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in STOP_SIGNALS}
-    try:
+    with _handling(lambda signum, frame: received.append(signum)) as previous:
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     if received and deliver:
         handler = previous[received[0]]
         if callable(handler):
