@@ -1,7 +1,13 @@
 """Time the bootstrap at the paper's size, and the batched fitter of its replicates against a loop of lmfit fits.
 
     .venv/bin/python benchmarks/bench_bootstrap.py [--n-boot 2000] [--lmfit-replicates N] [--stored-runs K]
+        [--repeats 5] [--resampling-only]
 
+0. The batched resampling against the per-replicate loop it replaced (a copy of which is kept here):
+   ``--n-boot`` replicate median profiles at the paper's size, and ``bootstrap_fits`` with no null
+   simulations (``n_sim=0``) using either; old and new timed alternately in one process, ``--repeats``
+   times each (the machine may be shared), printing the minimum times, their ratio and whether the
+   replicates are bitwise identical. ``--resampling-only`` stops there.
 1. The paper's bootstrap: 16,384 rows (1024 windows x 16 targets) x 25 distances, ``--n-boot``
    replicates: the total, and its two halves (the replicates' median profiles; their fits).
 2. The same replicate profiles fitted by the batched fitter (all at once) and by lmfit one at a
@@ -20,10 +26,12 @@ import warnings
 
 import numpy as np
 
+import green_profiles.analysis.fits.bootstrap as fits_bootstrap
 from green_profiles.analysis.fits import bootstrap_fits, fit_decay_models, verdict
 from green_profiles.analysis.fits.batched import fit_profiles
-from green_profiles.analysis.fits.resampling import ColumnAggregator, resampled_profiles
+from green_profiles.analysis.fits.resampling import ColumnAggregator, group_index, resampled_profiles
 from green_profiles.analysis.fits.laws import FIT_PARAMS, MODEL_NAMES
+from green_profiles.kernel.counts import measured_mask
 from green_profiles.runs.configuration import PAPER_DISTANCES
 
 
@@ -41,6 +49,86 @@ def paper_rows(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def replicate_profiles(rows: np.ndarray, group: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
     """``[n_boot, n_r]`` median profiles of group-resampled rows, the ones bootstrap_fits draws."""
     return resampled_profiles(rows, group, n_boot=n_boot, seed=seed)[1]
+
+
+class LoopAggregator:
+    """The median aggregator as it was before the batching (kept for the comparison): each sorted column read
+    one replicate at a time, in a Python loop over the columns."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        valid = measured_mask(rows)
+        self.columns = []
+        for j in range(rows.shape[1]):
+            idx = np.nonzero(valid[:, j])[0]
+            order = np.argsort(rows[idx, j], kind="stable")
+            self.columns.append((idx[order], rows[idx[order], j]))
+
+    def __call__(self, multiplicity: np.ndarray) -> np.ndarray:
+        out = np.full(len(self.columns), np.nan)
+        for j, (idx, values) in enumerate(self.columns):
+            counts = multiplicity[idx]
+            cum = np.cumsum(counts)
+            total = int(cum[-1]) if cum.size else 0
+            if total == 0:
+                continue
+            lo = int(np.searchsorted(cum, (total - 1) // 2, side="right"))
+            hi = int(np.searchsorted(cum, total // 2, side="right"))
+            out[j] = 0.5 * (values[lo] + values[hi])
+        return out
+
+
+def loop_resampled_profiles(rows, group=None, *, n_boot: int, seed=0, statistic: str = "median"):
+    """:func:`resampled_profiles` as it was (median only): one draw and one aggregate per replicate."""
+    if statistic != "median":
+        raise ValueError("the kept copy of the loop reads the median only")
+    data = np.asarray(rows, dtype=np.float64)
+    inverse, names = group_index(data.shape[0], group)
+    n_groups = len(names)
+    aggregate = LoopAggregator(data)
+    rng = np.random.default_rng(seed)
+    replicates = np.empty((n_boot, data.shape[1]))
+    for b in range(n_boot):
+        group_count = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
+        replicates[b] = aggregate(group_count[inverse])
+    return aggregate(np.ones(data.shape[0], dtype=np.int64)), replicates, names
+
+
+def resampling_comparison(r: np.ndarray, rows: np.ndarray, group: np.ndarray, n_boot: int, repeats: int) -> None:
+    """Part 0: the per-replicate loop against the batched resampling, alone and inside ``bootstrap_fits``
+    (``n_sim=0``), timed alternately; prints the minimum of ``repeats`` runs of each and their ratio."""
+    times: dict[str, list[float]] = {"loop": [], "batched": [], "fits with loop": [], "fits batched": []}
+    identical = True
+    for _ in range(repeats):
+        start = time.perf_counter()
+        old = loop_resampled_profiles(rows, group, n_boot=n_boot, seed=0)
+        times["loop"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        new = resampled_profiles(rows, group, n_boot=n_boot, seed=0)
+        times["batched"].append(time.perf_counter() - start)
+        identical &= np.array_equal(old[0], new[0]) and np.array_equal(old[1], new[1]) and old[2] == new[2]
+    for _ in range(repeats):
+        fits_bootstrap.resampled_profiles = loop_resampled_profiles
+        try:
+            start = time.perf_counter()
+            old_result = bootstrap_fits(r, rows, n_boot=n_boot, seed=0, group=group, n_sim=0)
+            times["fits with loop"].append(time.perf_counter() - start)
+        finally:
+            fits_bootstrap.resampled_profiles = resampled_profiles
+        start = time.perf_counter()
+        new_result = bootstrap_fits(r, rows, n_boot=n_boot, seed=0, group=group, n_sim=0)
+        times["fits batched"].append(time.perf_counter() - start)
+        identical &= all(np.array_equal(old_result.replicates[key], new_result.replicates[key], equal_nan=True)
+                         for key in new_result.replicates)
+    best = {key: min(values) for key, values in times.items()}
+    print(f"0. resampling, {n_boot} replicates of {rows.shape[0]:,} rows ({len(np.unique(group))} groups) x "
+          f"{r.size} distances, median, no null simulations; minimum of {repeats} alternating runs each:")
+    print(f"  replicate profiles: per-replicate loop {best['loop']:.3f} s, batched {best['batched']:.3f} s "
+          f"(old/new {best['loop'] / best['batched']:.1f}x)")
+    print(f"  bootstrap_fits(n_sim=0): with the loop {best['fits with loop']:.2f} s, batched "
+          f"{best['fits batched']:.2f} s (old/new {best['fits with loop'] / best['fits batched']:.2f}x)")
+    print(f"  replicates and fits bitwise identical: {identical}")
+    print("  all runs (s): " + "; ".join(f"{key} " + ", ".join(f"{t:.2f}" for t in values)
+                                         for key, values in times.items()))
 
 
 def agreement(r: np.ndarray, profiles: np.ndarray, warm: dict | None = None) -> tuple[float, dict, dict]:
@@ -92,8 +180,15 @@ def main() -> None:
     parser.add_argument("--lmfit-replicates", type=int, default=None,
                         help="replicates fitted by the lmfit loop for the comparison (default: all of --n-boot)")
     parser.add_argument("--stored-runs", type=int, default=4, help="stored runs whose replicates are compared")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating runs of old and new resampling (part 0)")
+    parser.add_argument("--resampling-only", action="store_true", help="stop after part 0")
     args = parser.parse_args()
     r, rows, group = paper_rows()
+
+    resampling_comparison(r, rows, group, args.n_boot, args.repeats)
+    if args.resampling_only:
+        return
+    print()
 
     counts = np.bincount(np.random.default_rng(1).integers(0, 1024, 1024), minlength=1024)[group]
     fast = ColumnAggregator(rows, "median")(counts)

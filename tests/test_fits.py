@@ -517,7 +517,7 @@ def test_verdict_undecided_when_the_gap_interval_straddles_zero() -> None:
     assert call.winner == "undecided"
     assert call.gap_low < 0 < call.gap_high
     assert 0 < call.power_wins_fraction < 1
-    assert math.isfinite(call.p) and call.note == "neither law rejected at 0.05"  # the calibrated rule's reason
+    assert math.isfinite(call.p) and call.note == "neither law rejected at 0.025"  # the calibrated rule's reason
     assert str(call).startswith("undecided: p = ")
     # Without the null simulations the rule reads the gap's interval alone, and it straddles zero.
     plain = verdict(bootstrap_fits(r, rows, n_boot=40, seed=1, group=group, n_sim=0))
@@ -534,7 +534,8 @@ def test_verdict_flat_for_a_constant_profile() -> None:
     assert call.drop_low <= 0 <= call.drop_high and call.drop_distances == (1.0, 1536.0)
     assert all(math.isnan(v) for v in (call.p, call.p_low, call.p_high, call.gap))
     text = str(call)
-    assert text.startswith("flat — no decay measured: log drop r=1→1536: ")
+    assert text.startswith("flat — no decay measured: decay trend ") and "log drop r=1→1536: " in text
+    assert call.trend_low <= 0 <= call.trend_high
     assert "p =" not in text and "nan" not in text
     assert "window bootstrap, 10 replicates, 48 windows" in text
 
@@ -559,8 +560,9 @@ def test_a_profile_that_grows_with_distance_is_rising_not_flat() -> None:
     rising = lambda r: 0.1 * (r + 1.0) ** 0.3  # noqa: E731
     rows, group = noisy_rows(seed=0, profile=rising, window_sigma=0.05, entry_sigma=0.2)
     call = verdict(bootstrap_fits(R_BOOT, rows, n_boot=20, seed=1, group=group))
-    assert call.winner == "rising" and call.drop_high < 0
-    assert str(call).startswith("rising — no decay, the profile grows with distance: log drop r=1→1536: -")
+    assert call.winner == "rising" and call.drop_high < 0 and call.trend_high < 0
+    assert call.trend == pytest.approx(-0.3, abs=0.05)  # minus the slope of log G on log(r + 1)
+    assert str(call).startswith("rising — no decay, the profile grows with distance: decay trend -")
     assert "p =" not in str(call)
 
 
@@ -658,6 +660,28 @@ def test_pairing_needs_the_same_groups_seed_and_replicates() -> None:
     assert not paired_difference(a, bootstrap_fits(R_BOOT, rows, n_boot=30, seed=0, group=group)).paired
     same = paired_difference(a, a)
     assert same.difference == 0.0 and same.low == 0.0 == same.high and not same.resolved
+
+
+def test_a_difference_that_left_out_more_than_a_tail_of_its_replicates_is_not_resolved() -> None:
+    """The replicates left out (failed, flat or at a bound) could all lie across zero: more of them than one
+    tail of the interval, (1 − confidence) / 2, and an interval that excludes zero does not resolve."""
+    rows = (R_BOOT + 1.0)[None, :] ** -0.8 * np.exp(np.random.default_rng(3).normal(0.0, 0.1, (160, R_BOOT.size)))
+    rows[:, 0] = 1.0
+    group = np.repeat(np.arange(20), 8)
+    a = bootstrap_fits(R_BOOT, rows ** 1.2, n_boot=200, seed=0, group=group, n_sim=0)
+    b = bootstrap_fits(R_BOOT, rows, n_boot=200, seed=0, group=group, n_sim=0)
+    clean = paired_difference(a, b, "p_power")
+    assert clean.paired and clean.low > 0 and clean.left_out == 0.0 and clean.resolved
+    for lost, resolved in ((5, True), (6, False)):  # 5 of 200 is 2.5%: the most a 95% interval may leave out
+        values = a.replicates["p_power"].copy()
+        values[:lost] = np.nan
+        difference = paired_difference(dataclasses.replace(a, replicates={**a.replicates, "p_power": values}), b,
+                                       "p_power")
+        assert difference.low > 0 and difference.left_out == pytest.approx(lost / 200)
+        assert difference.resolved is resolved
+        assert ("not resolved" in str(difference)) is not resolved
+    half = dataclasses.replace(clean, left_out=0.4)
+    assert half.max_left_out == pytest.approx(0.025) and not half.resolved
 
 
 def test_zero_norms_rank_lowest_in_the_median_not_dropped() -> None:

@@ -107,6 +107,11 @@ def test_profiles_fits_and_bootstrap_by_layer(plain_and_flagged):
     assert list(table.index) == [0, 1] and {"p", "p_low", "p_high", "rmse_gap", "verdict_word"} <= set(table)
     assert table.loc[0, "p_vs_first"] == "—"  # layer 1 against layer 0, paired (or no comparison: no exponent)
     assert "(paired)" in table.loc[1, "p_vs_first"] or table.loc[1, "p_vs_first"].startswith("no comparison")
+    # Read with Holm over the block inputs compared with the first (here one).
+    assert np.isnan(table.loc[0, "p_vs_first_holm"]) and np.isnan(table.loc[0, "p_vs_first_pvalue"])
+    if np.isfinite(table.loc[1, "p_vs_first_pvalue"]):
+        assert table.loc[1, "p_vs_first_holm"] == table.loc[1, "p_vs_first_pvalue"]  # a family of one
+        assert "Holm-adjusted p = " in table.loc[1, "p_vs_first"] and "over 1 block input" in table.loc[1, "p_vs_first"]
     with pytest.raises(ValueError, match="without per_layer"):
         plain.raw("pred", layer=0)
     with pytest.raises(ValueError, match="without per_layer"):

@@ -6,6 +6,8 @@ damage) in test_store.py; the command line in test_cli.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -88,17 +90,67 @@ def test_profile_fit_and_bootstrap_from_a_run(tiny_store):
 # --- statistics of a run, on synthetic arrays ------------------------------------------------
 
 
+def _same_partition(labels: np.ndarray, expected: list[int]) -> bool:
+    """Whether ``labels`` group the rows exactly as ``expected`` does (whatever the labels are)."""
+    first = {}
+    return [first.setdefault(label, len(first)) for label in labels.tolist()] == \
+        [dict(zip(dict.fromkeys(expected), range(len(expected)))).get(e) for e in expected]
+
+
 def test_the_bootstrap_resamples_documents_and_falls_back_to_windows_with_a_warning():
     run = synthetic_run([0, 0, 1, 2, 3, 3, 4, 5])
     unit, labels = run.resampling_unit()
-    assert unit == "document" and labels.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5]
+    assert unit == "document" and _same_partition(labels, [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5])
     assert run.bootstrap(n_boot=5).n_groups == 6
-    assert run.resampling_unit("window")[1].tolist() == np.repeat(np.arange(8), 2).tolist()
+    assert _same_partition(run.resampling_unit("window")[1], np.repeat(np.arange(8), 2).tolist())
     few = synthetic_run([0, 0, 1, 1, 1])
     with pytest.warns(UserWarning, match="resamples windows instead of documents"):
         assert few.resampling_unit()[0] == "window"
     with pytest.raises(ValueError, match="too few to resample"):
         few.resampling_unit("document")
+
+
+def _over(run, corpus_sha256: str):
+    """``run`` as if measured on the corpus with checksum ``corpus_sha256`` (what the store's provenance records)."""
+    return dataclasses.replace(run, metadata={**run.metadata, "provenance": {"corpus_sha256": corpus_sha256}})
+
+
+def test_document_labels_are_the_identity_of_the_text_not_its_index():
+    run = _over(synthetic_run([0, 0, 1, 2, 3, 3, 4, 5]), "ab" * 32)
+    _, labels = run.resampling_unit()
+    # The scheme is pinned: a change would redraw every document bootstrap.
+    record = "\0".join(["green_profiles.document_identity/1", f"sha256:{'ab' * 32}", "3"])
+    expected = hashlib.sha256(record.encode()).hexdigest()[:16]
+    assert labels[8] == expected == run.document_identity[4]  # window 4 (rows 8, 9) is document 3
+    assert labels.dtype.kind == "U" and all(len(label) == 16 for label in labels.tolist())
+    other = _over(synthetic_run([0, 0, 1, 2, 3, 3, 4, 5]), "cd" * 32)
+    assert set(other.resampling_unit()[1].tolist()).isdisjoint(labels.tolist())  # another corpus: other texts
+    in_memory = synthetic_run([0, 0, 1, 2, 3, 3, 4, 5])  # no provenance: the corpus' name stands in
+    assert _same_partition(in_memory.resampling_unit()[1], [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5])
+
+
+def test_runs_over_the_same_texts_pair_and_runs_over_other_texts_do_not():
+    """Pairing is keyed on the text, not on the labels' spelling: two runs over the same documents of one corpus
+    (another model, more windows, another order) pair; two runs whose documents carry the same indices in
+    different corpora resample different text and do not (the index labels paired them)."""
+    from green_profiles.analysis.fits import paired_difference
+
+    documents = [0, 0, 1, 2, 3, 3, 4, 5]
+    first = _over(synthetic_run(documents, seed=0), "ab" * 32)
+    same_texts = _over(synthetic_run([5, 4, 3, 2, 1, 0, 0, 3, 4, 5], seed=1), "ab" * 32)
+    other_texts = _over(synthetic_run(documents, seed=1), "cd" * 32)
+    a, b, c = (run.bootstrap(n_boot=30, n_sim=0) for run in (first, same_texts, other_texts))
+    assert a.groups == b.groups and paired_difference(a, b, "p_power").paired
+    assert a.groups != c.groups and not paired_difference(a, c, "p_power").paired
+
+
+def test_window_labels_keep_windows_drawn_twice_apart():
+    run = _over(synthetic_run([0, 0, 1, 2, 3, 3, 4, 5]), "ab" * 32)  # every window starts at 0: 0 and 0 repeat
+    windows = run.window_identity
+    assert len(set(windows.tolist())) == 8
+    again = _over(synthetic_run([0, 0, 1, 2, 3, 3, 4, 5], seed=3), "ab" * 32)
+    assert again.window_identity.tolist() == windows.tolist()  # the same draws of the same text: the same labels
+    assert set(_over(run, "cd" * 32).window_identity.tolist()).isdisjoint(windows.tolist())
 
 
 def test_source_profile_pools_rows_by_source_index_whatever_the_targets():

@@ -10,12 +10,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from support import synthetic_full_run
 
-from green_profiles.analysis.fits import PairedDifference
+from green_profiles.analysis.decisions import INCONCLUSIVE, INSIDE, NO_ESTIMATE, OUTSIDE
+from green_profiles.analysis.fits import PairedDifference, bootstrap_fits, paired_difference
 from green_profiles.analysis.local_slope import Plateau
-from green_profiles.analysis.robustness import (AXES, axis_effects, band_overlap, control_slopes, plateau_text,
-                                                specification_curve, specifications)
+from green_profiles.analysis.robustness import (AXES, Curve, axis_effects, band_counts, control_slopes, curve_numbers,
+                                                effects_tests_table, plateau_text, reachability, specification_curve,
+                                                specification_tests, specifications)
 from green_profiles.report.book import axis_effects_table, specification_table
 from green_profiles.runs.configuration import RunConfig
 from green_profiles.runs.experiments import at_length, experiment_parameters, notebook_runs, placed
@@ -106,17 +109,86 @@ def test_a_floor_moves_p_on_the_axes_that_see_it():
     assert abs(float(normalization["p"].iloc[0]) - float(curve.table["p"].iloc[0])) < 0.15
     # The page's tables: one line per axis (the mover first) and one per specification, the paper's own first.
     shown = axis_effects_table(effects)
-    assert list(shown.index) == list(effects["axis"]) and set(shown["interval excludes 0"]) <= {"yes", "no"}
+    assert list(shown.index) == list(effects["axis"])
+    # Resolved is read from the Holm-adjusted p-value over the curve's specifications (all but the paper's own).
+    n_tests = len(curve.table) - 1
+    assert (effects["tests"] == n_tests).all()
+    assert (effects["Holm p"] >= effects["p-value"]).all()
+    assert list(effects["resolved"]) == [bool(adjusted < 0.05) for adjusted in effects["Holm p"]]
+    tests = effects_tests_table(effects)
+    assert list(tests.index) == list(effects["axis"]) and set(tests["resolved"]) <= {"yes", "no"}
+    assert f"Holm-adjusted p (over {n_tests})" in tests.columns
     assert shown["p − paper's [95% CI]"].iloc[0].startswith(f"{effects['difference'].iloc[0]:+.2f} [")
     every = specification_table(curve.table)
     assert len(every) == len(curve.table) and every.index[0] == ("paper", "paper")
     assert every["p − paper's [95% CI]"].iloc[0] == "—"
 
 
-def test_band_overlap_counts_intervals_and_points():
-    table = pd.DataFrame({"p": [0.8, 1.0, 1.5, math.nan], "p_low": [0.7, 0.85, 1.2, 0.1],
-                          "p_high": [0.9, 1.2, 1.8, 0.2]})
-    assert band_overlap(table, (0.7, 0.9)) == (2, 1, 3)
+def _synthetic_curve(seed: int = 0) -> Curve:
+    """A curve of 21 specifications read alike (paired), whose replicates are set by hand: the paper's p ~ 0.8 with
+    a narrow spread; "min r 2" moves p by a difference whose bootstrap p-value is about 0.03; the 19 others do not
+    move it."""
+    rng = np.random.default_rng(seed)
+    r = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256], dtype=float)
+    rows = (r + 1.0)[None, :] ** -np.repeat(0.8 + rng.normal(0.0, 0.01, 12), 4)[:, None]
+    base = bootstrap_fits(r, rows, n_boot=20, seed=0, group=np.repeat(np.arange(12), 4), n_sim=0)
+    n = 2000
+    paper = rng.normal(0.8, 0.03, n)
+
+    def result(values):
+        return dataclasses.replace(base, replicates={**base.replicates, "p_power_floor": values}, n_boot=n,
+                                   n_failed={}, n_excluded={})
+
+    settings = [("paper", "paper"), ("min r", "2")] + [(axis, str(index)) for index in range(3)
+                                                         for axis in AXES if axis != "min r"][:19]
+    # Differences at the normal quantiles, 1.5% of them at or below zero: a bootstrap p-value of about 0.03.
+    moved = 0.05 * (2.17 + stats.norm.ppf((np.arange(n) + 0.5) / n))
+    values = [paper, paper + rng.permutation(moved)] + [paper + rng.normal(0.0, 0.01, n) for _ in range(19)]
+    results = [result(value) for value in values]
+    records = []
+    for (axis, setting), item in zip(settings, results, strict=True):
+        low, high = np.percentile(item.replicates["p_power_floor"], [2.5, 97.5])
+        records.append({"axis": axis, "setting": setting, "p": item.point_estimates["p_power_floor"], "p_low": low,
+                        "p_high": high, "verdict_word": "power law", "p − paper": paired_difference(item, results[0])})
+    return Curve(table=pd.DataFrame.from_records(records), results=results, paper_choices={})
+
+
+def test_holm_leaves_a_move_with_p_0_03_among_20_unresolved():
+    """The old reading ("interval excludes 0", 95% each) resolved this move; Holm over 20 specifications does not."""
+    curve = _synthetic_curve()
+    tests = specification_tests(curve)
+    assert math.isnan(tests.loc[0, "p-value"]) and (tests["tests"] == 20).all()
+    moved = tests.loc[1]
+    assert 0.02 < moved["p-value"] < 0.045 and moved["Holm p"] >= 0.05
+    difference = curve.table.loc[1, "p − paper"]
+    assert difference.paired and (difference.low > 0 or difference.high < 0)  # its own interval excludes 0
+    effects = axis_effects(curve)
+    row = effects[effects["axis"] == "min r"].iloc[0]
+    assert not row["resolved"] and row["Holm p"] == moved["Holm p"]
+    assert not effects["resolved"].any()
+    costs = pd.DataFrame({"L": [64], "kernel s": [2.0]})
+    numbers = curve_numbers({("m", "c"): curve}, {("m", "c"): effects}, {}, costs)
+    assert numbers["most_paired"] == "none resolved (Holm over 20 specifications per corpus)"
+    assert numbers["holm"] == "Holm over 20 specifications per corpus"
+    assert "Holm-adjusted p = " in numbers["most"] and "over 20 specifications" in numbers["most"]
+
+
+def test_the_band_is_read_by_its_test_not_by_overlap():
+    """Every specification's p estimate is about 0.8, inside the band, and every interval reaches into it (the old
+    counts: 21 of 21 "overlap", 21 "inside"); the equivalence test shows it inside only where the 90% interval is."""
+    curve = _synthetic_curve()
+    counts = band_counts(curve)
+    assert set(counts) == {INSIDE, OUTSIDE, INCONCLUSIVE, NO_ESTIMATE} and sum(counts.values()) == 21
+    assert counts[INSIDE] == 20 and counts[INCONCLUSIVE] == 1  # "min r 2": 90% interval about [0.81, 1.0]
+    sentence = reachability({("m", "c"): curve})
+    assert sentence.startswith("By choices of protocol alone, for m: on c, of 21 specifications with an estimate, "
+                               "20 shown inside 0.7–0.9 (the paper's protocol, ")
+    assert "0 shown outside it and 1 inconclusive" in sentence
+    costs = pd.DataFrame({"L": [64], "kernel s": [2.0]})
+    numbers = curve_numbers({("m", "c"): curve}, {("m", "c"): axis_effects(curve)}, {}, costs)
+    assert (numbers["band_inside"], numbers["band_outside"], numbers["band_inconclusive"]) == \
+        ("20 of 21 on c", "0 of 21 on c", "1 of 21 on c")
+    assert "overlap" not in numbers and "inside" not in numbers
 
 
 def test_control_slopes_read_the_dense_grid_from_the_buffer():
@@ -144,8 +216,10 @@ def test_the_settings_kernel_runs_and_specifications(settings, kernel_runs, spec
 
 
 def test_a_plateau_at_zero_is_called_a_floor_not_a_power_law():
-    assert plateau_text(Plateau(start=2, stop=163, level=0.71, low=0.64, high=0.80)) == \
-        "0.71 [0.64, 0.80] over r = 2–163 (5.8 octaves)"  # log2(164 / 3) octaves of r + 1
-    assert plateau_text(Plateau(start=29, stop=384, level=-0.01, low=-0.16, high=0.16)).startswith(
-        "no decay over r = 29–384 (3.7 octaves): slope -0.01 [-0.16, 0.16]")
-    assert plateau_text(None) == "no plateau over two octaves"
+    assert plateau_text(Plateau(start=1, stop=128, level=0.71, low=0.64, high=0.80, n_ranges=6, margin=0.2)) == \
+        "plateau 0.71 [0.64, 0.80] over r = 1–128 (6.0 octaves) (slope shown constant within ±0.2 over 6 ranges tried)"
+    assert plateau_text(Plateau(start=1, stop=384, level=-0.01, low=-0.16, high=0.16, n_ranges=6)).startswith(
+        "no decay over r = 1–384 (7.6 octaves): slope -0.01 [-0.16, 0.16]")
+    assert plateau_text(None).startswith("no plateau shown")
+
+

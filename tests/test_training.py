@@ -186,7 +186,9 @@ def test_emergence_finds_the_checkpoint_from_which_the_power_law_stays():
     item = emergence(table)["m"]
     assert (item["first_power_step"], item["last_not_power"]) == (40, "undecided")  # step 10 does not last
     assert item["settles"] == "intervals overlap" and item["random_verdict"] == "flat"
-    assert "from step 40" in emergence_text({"m": item})
+    text = emergence_text({"m": item})
+    assert "the verdict names the power law from step 40" in text
+    assert "gap interval" not in text and "wins" not in text  # the verdict no longer reads the gap's interval
     never = emergence(table.assign(verdict_word="undecided"))["m"]
     assert never["first_power_step"] != never["first_power_step"]  # NaN
 
@@ -233,3 +235,38 @@ def test_the_last_two_checkpoints_are_compared_paired_over_the_same_documents():
     assert table.loc[1, "p_low"] < table.loc[0, "p_high"]  # the intervals overlap
     assert emergence(table)["m"]["settles"].startswith("steeper by +0.")
     assert "(paired)" in emergence(table)["m"]["settles"]
+
+
+def test_successive_checkpoints_are_compared_with_holm_over_the_models_checkpoints():
+    """dynamics_table's p_vs_previous: each checkpoint against the one before (paired), Holm-adjusted over the
+    model's comparisons; the last one is what emergence reports as settles."""
+    import numpy as np
+    import pandas as pd
+
+    from green_profiles.analysis.dynamics import emergence, successive_comparisons
+    from green_profiles.analysis.fits import bootstrap_fits
+
+    rng = np.random.default_rng(1)
+    r = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256], dtype=float)
+    slopes = np.repeat(0.9 + rng.normal(0.0, 0.3, 16), 4)
+    rows = (r + 1.0)[None, :] ** -slopes[:, None] * np.exp(rng.normal(0.0, 0.2, (64, r.size)))
+    group = np.repeat(np.arange(16), 4)
+    results = {step: bootstrap_fits(r, rows ** power, n_boot=200, seed=0, group=group, n_sim=0)
+               for step, power in ((10, 1.0), (20, 1.0), (40, 1.3), (80, 1.3))}
+    twin = bootstrap_fits(r, rows, n_boot=200, seed=0, group=group, n_sim=0)
+    table = pd.DataFrame([
+        {"model": "m", "checkpoint": name, "step": step, "tokens": step, "verdict_word": "power law",
+         "p": result.point_estimates["p_power_floor"], "p_low": result.intervals["p_power_floor"][0],
+         "p_high": result.intervals["p_power_floor"][1], "bootstrap": result}
+        for name, step, result in [*((f"step{s}", s, res) for s, res in reversed(results.items())),
+                                   ("random init", float("nan"), twin)]])
+    compared = successive_comparisons(table)
+    by_step = dict(zip(table["checkpoint"], compared.to_dict("records"), strict=True))
+    assert by_step["step10"]["p_vs_previous"] == "—" and by_step["random init"]["p_vs_previous"] == "—"
+    assert by_step["step20"]["p_vs_previous_pvalue"] == 1.0  # the same rows: no difference at all
+    jump = by_step["step40"]
+    assert jump["p_vs_previous"].startswith("steeper by +0.") and "over 3 checkpoints" in jump["p_vs_previous"]
+    assert jump["p_vs_previous_holm"] == pytest.approx(min(1.0, 3 * jump["p_vs_previous_pvalue"]))
+    assert by_step["step80"]["p_vs_previous"].startswith("no difference resolved: +0.00")
+    settles = emergence(table.join(compared))["m"]["settles"]
+    assert settles == by_step["step80"]["p_vs_previous"]

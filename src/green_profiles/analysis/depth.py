@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from green_profiles.analysis.comparison import compare_runs
+from green_profiles.analysis.comparison import compare_many
 from green_profiles.analysis.fits import N_BOOT
 from green_profiles.runs.configuration import Selection
 from green_profiles.analysis.profiles import ProfileRun
@@ -40,8 +40,10 @@ def layer_summaries(run: ProfileRun, selection: Selection = "pred", n_boot: int 
 
     Every layer's bootstrap draws the same documents (the same ``seed``), so the layers'
     intervals come from the same resampled text, and ``p_vs_first`` compares each layer's ``p`` with
-    the first summarized layer's, paired over those documents
-    (:func:`~green_profiles.analysis.comparison.compare_runs`).
+    the first summarized layer's, paired over those documents: a difference is resolved when its
+    bootstrap p-value (``p_vs_first_pvalue``), Holm-adjusted over every layer compared with the first
+    (``p_vs_first_holm``), is below 0.05, and the text says over how many block inputs
+    (:func:`~green_profiles.analysis.comparison.compare_many`). The first layer's line has ``"—"`` and NaN.
 
     Args:
         run: a run measured with ``per_layer``.
@@ -56,8 +58,12 @@ def layer_summaries(run: ProfileRun, selection: Selection = "pred", n_boot: int 
         raise ValueError(f"run {run.key} was measured without per_layer: it has no per-layer rows")
     chosen = list(range(run.n_layers) if layers is None else layers)
     results = {layer: run.bootstrap(selection, n_boot=n_boot, seed=seed, layer=layer) for layer in chosen}
-    records = [run.summary(selection, layer=layer, result=result) | {
-                   "p_vs_first": compare_runs(result, results[chosen[0]]) if layer != chosen[0] else "—"}
+    compared = compare_many({layer: (result, results[chosen[0]]) for layer, result in results.items()
+                             if layer != chosen[0]}, "block inputs")
+    records = [run.summary(selection, layer=layer, result=result) | (
+                   {"p_vs_first": compared[layer].text, "p_vs_first_pvalue": compared[layer].pvalue,
+                    "p_vs_first_holm": compared[layer].adjusted} if layer in compared
+                   else {"p_vs_first": "—", "p_vs_first_pvalue": math.nan, "p_vs_first_holm": math.nan})
                for layer, result in results.items()]
     return pd.DataFrame.from_records(records).set_index("layer")
 

@@ -4,7 +4,8 @@
 plus each size's ``@random`` twin: :func:`green_profiles.runs.plans.notebook_runs`) into one
 line per run with the exponent ``p``, the floor ``γ`` (``c`` of ``c + A (r+1)^-p``) and
 the log-RMSE gap (exponential minus power law, both with floor), each with its
-document-bootstrap interval, against training tokens and model size.
+document-bootstrap interval, against training tokens and model size, and each checkpoint's ``p`` against the
+checkpoint before it (paired, Holm-adjusted over the size's checkpoints).
 :func:`perplexity_table` puts each checkpoint's held-out perplexity from its training
 record next to its random twin's, on the same held-out sequences, and
 :func:`emergence` says when the power law appears and whether ``p`` settles.
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from green_profiles.analysis.comparison import compare_exponents, compare_runs
+from green_profiles.analysis.comparison import compare_exponents, compare_many, compare_runs
 from green_profiles.analysis.fits import N_BOOT, verdict
 from green_profiles.models.families import (
     FAMILIES,
@@ -67,7 +68,11 @@ def dynamics_table(runs: Mapping[tuple[str, ...], ProfileRun], *, selection: str
     Columns: ``model``, ``size`` (the model without its family, or the model), ``step`` (NaN for the random
     twin), ``tokens`` (training tokens seen: from the checkpoint's record for a family trained here,
     ``step x 2,097,152`` for Pythia), ``parameters`` (of the trained model), ``checkpoint`` (``"step<N>"`` or
-    ``"random init"``), and those of :func:`run_record`.
+    ``"random init"``), and those of :func:`run_record`; ``p_vs_previous`` (with ``p_vs_previous_pvalue`` and
+    ``p_vs_previous_holm``): each checkpoint's ``p`` against the checkpoint before it of the same model, paired over
+    the same held-out documents, resolved when its bootstrap p-value, Holm-adjusted over that model's
+    comparisons of successive checkpoints, is below 0.05 (:func:`~green_profiles.analysis.comparison.compare_many`;
+    ``"—"`` and NaN for the first checkpoint and the random twin).
     """
     import pandas as pd
 
@@ -87,7 +92,29 @@ def dynamics_table(runs: Mapping[tuple[str, ...], ProfileRun], *, selection: str
         elif found:
             record["parameters"] = checkpoint_record(checkpoint_directory(model, None, data_dir))["parameters"]
         records.append(record | run_record(run, selection=selection, n_boot=n_boot, seed=seed))
-    return pd.DataFrame.from_records(records)
+    table = pd.DataFrame.from_records(records)
+    return table.join(successive_comparisons(table)) if len(table) else table
+
+
+def successive_comparisons(table: Any) -> Any:
+    """Each trained checkpoint's ``p`` against the one before it (in order of training tokens) of the same model,
+    from the bootstraps of a :func:`dynamics_table`: columns ``p_vs_previous`` (the sentence of
+    :func:`~green_profiles.analysis.comparison.compare_runs`, "... Holm-adjusted p = 0.01 over 8 checkpoints"),
+    ``p_vs_previous_pvalue`` and ``p_vs_previous_holm`` (Holm over the model's N comparisons: its checkpoints
+    but the first), indexed like ``table``; ``"—"`` and NaN for a model's first checkpoint and its random twin.
+    """
+    import pandas as pd
+
+    out = pd.DataFrame({"p_vs_previous": "—", "p_vs_previous_pvalue": math.nan, "p_vs_previous_holm": math.nan},
+                       index=table.index)
+    for _, group in table.groupby("model", sort=False):
+        trained = group[group["checkpoint"] != RANDOM_INIT].sort_values("tokens")
+        indices, results = list(trained.index), list(trained["bootstrap"])
+        compared = compare_many({index: (result, previous) for index, result, previous
+                                 in zip(indices[1:], results[1:], results[:-1])}, "checkpoints")
+        for index, comparison in compared.items():
+            out.loc[index] = [comparison.text, comparison.pvalue, comparison.adjusted]
+    return out.astype({"p_vs_previous": object, "p_vs_previous_pvalue": float, "p_vs_previous_holm": float})
 
 
 def perplexity_table(family: str, sizes: list[str] | None = None, *, seed: int = 0,
@@ -131,10 +158,13 @@ def emergence(table: Any) -> dict[str, dict[str, Any]]:
 
     ``first_power_tokens``/``first_power_step``: the first checkpoint whose verdict is "power law" and
     stays so at every later checkpoint (NaN when none); ``last_not_power``: the verdict of the checkpoint
-    before it; ``p_final`` with interval; ``settles``: :func:`~green_profiles.analysis.comparison.compare_runs` of
-    the last checkpoint's ``p`` against the one before, paired over the same held-out documents
-    ("no difference resolved" means no change was measured; a table without the bootstraps falls back
-    to :func:`~green_profiles.analysis.comparison.compare_exponents`, "intervals overlap"); ``random_verdict``: the verdict of the ``@random`` twin.
+    before it; ``p_final`` with interval; ``settles``: the last checkpoint's ``p`` against the one before,
+    paired over the same held-out documents: its ``p_vs_previous`` (Holm-adjusted over the model's successive
+    checkpoints: :func:`successive_comparisons`) where the table has it, else
+    :func:`~green_profiles.analysis.comparison.compare_runs` of the two bootstraps ("no difference resolved"
+    means no change was measured; a table without the bootstraps falls back to
+    :func:`~green_profiles.analysis.comparison.compare_exponents`, "intervals overlap"); ``random_verdict``: the
+    verdict of the ``@random`` twin.
     """
     out: dict[str, dict[str, Any]] = {}
     for model, group in table.groupby("model", sort=False):
@@ -152,7 +182,8 @@ def emergence(table: Any) -> dict[str, dict[str, Any]]:
             "first_power_tokens": float(first["tokens"]) if first is not None else math.nan,
             "last_not_power": verdicts[start - 1] if 0 < start < len(verdicts) else None,
             "p_final": float(last["p"]), "p_final_low": float(last["p_low"]), "p_final_high": float(last["p_high"]),
-            "settles": (compare_runs(last["bootstrap"], before["bootstrap"]) if "bootstrap" in trained
+            "settles": (last["p_vs_previous"] if "p_vs_previous" in trained and len(trained) > 1
+                        else compare_runs(last["bootstrap"], before["bootstrap"]) if "bootstrap" in trained
                         else compare_exponents(last, before)),
             "random_verdict": twin["verdict_word"].iloc[0] if len(twin) else None,
         }
@@ -187,12 +218,12 @@ def emergence_text(summary: Mapping[str, Mapping[str, Any]]) -> str:
     lines = []
     for model, item in summary.items():
         if math.isfinite(item["first_power_tokens"]):
-            when = (f"the power law wins (gap interval above zero) from step {item['first_power_step']:.0f} "
+            when = (f"the verdict names the power law from step {item['first_power_step']:.0f} "
                     f"({item['first_power_tokens']:,.0f} training tokens) on, at every later checkpoint")
             if item["last_not_power"]:
                 when += f"; the checkpoint before was {item['last_not_power']}"
         else:
-            when = "the power law does not win at the last checkpoints"
+            when = "the verdict does not name the power law at the last checkpoint"
         if math.isfinite(item["p_final"]):
             p_text = (f"final p = {item['p_final']:.2f} [{item['p_final_low']:.2f}, {item['p_final_high']:.2f}], "
                       f"against the checkpoint before: {item['settles']}")

@@ -16,6 +16,7 @@ paper's left buffer avoids.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -119,6 +120,47 @@ class ProfileRun:
         return self.arrays["document"][self.window_of_row]
 
     @property
+    def document_identity(self) -> np.ndarray:
+        """``[n_windows]`` each window's document as an identity of its text: 16 hex digits (a string) of a SHA-256.
+
+        What the bootstrap resamples and :func:`~green_profiles.analysis.fits.paired_difference` pairs on
+        (:meth:`resampling_unit`). A run stores no text and no hash per document: ``document`` is the index of a
+        window's document in the corpus the run read, and the provenance records that corpus' checksum
+        (``corpus_sha256``, :func:`~green_profiles.text.corpus_checksum`: every title and text, in order). The
+        checksum and the index together fix one text, so the identity hashes the two. Two windows get the same
+        identity only if they come from the same text of the same corpus, so runs over different texts never
+        pair, whatever their indices say; and every run over that corpus gives a document the same identity
+        whatever the model, window length, grid, seed or shuffle, so runs that drew the same documents pair.
+        The same text at another position, or in a corpus that differs in any other text, gets another
+        identity: such runs do not pair (the safe side: their comparison is read as unpaired). A run without
+        a recorded checksum (one made in memory) hashes its corpus' name and split instead.
+        """
+        provenance = self.metadata.get("provenance") or {}
+        corpus = provenance.get("corpus_sha256")
+        corpus = f"sha256:{corpus}" if corpus else f"name:{self.config.corpus}:{self.config.split}"
+        documents = np.asarray(self.arrays["document"])
+        unique, inverse = np.unique(documents, return_inverse=True)
+        identities = np.array([_identity("document", corpus, str(int(index))) for index in unique], dtype="<U16")
+        return identities[inverse.ravel()]
+
+    @property
+    def window_identity(self) -> np.ndarray:
+        """``[n_windows]`` each window's identity: its document's (:attr:`document_identity`), its start and its
+        length in tokens hashed together, and, for a window drawn again at the same place, how many times it
+        was drawn before (each draw stays a group of its own). Start and length count tokens, so runs with
+        different tokenizers share a window's label only where both drew the same token span of a document."""
+        documents = self.document_identity
+        starts = np.asarray(self.arrays["start"])
+        length = int(self.arrays["window_ids"].shape[1])
+        seen: dict[tuple[str, int], int] = {}
+        labels = []
+        for document, start in zip(documents.tolist(), starts.tolist(), strict=True):
+            repeat = seen.get((document, start), 0)
+            seen[(document, start)] = repeat + 1
+            labels.append(_identity("window", document, str(int(start)), str(length), str(repeat)))
+        return np.array(labels, dtype="<U16")
+
+    @property
     def target_of_row(self) -> np.ndarray:
         """``[n_rows]`` target position ``j`` of each row."""
         return np.tile(self.targets, self.arrays["pred_raw"].shape[0])
@@ -212,20 +254,25 @@ class ProfileRun:
         documents (a single local file, say) falls back to resampling windows, with
         a warning: its intervals then ignore the correlation between overlapping
         windows. ``unit="window"`` asks for windows regardless (to compare).
+
+        The labels are identities of the text (:attr:`document_identity`, :attr:`window_identity`), not
+        indices: the bootstrap draws groups in the order of their sorted labels, so two runs that hold the
+        same documents draw the same ones in every replicate with the same seed (and pair), and two runs over
+        different texts never share labels (and never pair), however each numbered its documents.
         """
         if unit not in (None, "document", "window"):
             raise ValueError(f"unit must be 'document', 'window' or None, got {unit!r}")
         if unit == "window":
-            return "window", self.window_of_row
-        documents = self.document_of_row
+            return "window", self.window_identity[self.window_of_row]
+        documents = self.document_identity
         n_documents = np.unique(documents).size
         if n_documents >= MIN_DOCUMENTS_TO_RESAMPLE:
-            return "document", documents
+            return "document", documents[self.window_of_row]
         if unit == "document":
             raise ValueError(f"run {self.key} draws on {n_documents} document(s): too few to resample")
         warnings.warn(f"run {self.key} draws on {n_documents} document(s): the bootstrap resamples windows "
                       "instead of documents, and overlapping windows make its intervals too narrow", stacklevel=3)
-        return "window", self.window_of_row
+        return "window", self.window_identity[self.window_of_row]
 
     def bootstrap(self, selection: Selection = "pred", n_boot: int = N_BOOT, seed: int = 0,
                   statistic: Literal["median", "mean", "geometric", "trimmed"] = "median",
@@ -260,10 +307,9 @@ class ProfileRun:
         power law with floor, positive when the power law fits better) with their
         bootstrap 95% intervals (NaN where the fit is flat or stuck at a bound),
         the best of the three laws by log-RMSE, the verdict (``verdict_word`` and
-        the sentence) with its calibrated checks (``p_vs_exp``, ``p_vs_power``: the null
-        simulations' p-values; ``fit_p_power``, ``fit_p_exp``: goodness of fit;
-        ``holdout_power_better``: the share of held-out halves the power law predicted better),
-        top-1 accuracy and mean loss at the targets. With ``layer``, of that
+        the sentence) with its calibrated tests (``p_vs_exp``, ``p_vs_power``: the null
+        simulations' p-values, read at ``verdict_level``), the decay trend (``trend``, ``trend_low``,
+        ``trend_high``), top-1 accuracy and mean loss at the targets. With ``layer``, of that
         decoder block's input (the record gains ``layer``).
         """
         if result is None:
@@ -281,7 +327,8 @@ class ProfileRun:
             "rmse_gap": decision.gap, "rmse_gap_low": decision.gap_low, "rmse_gap_high": decision.gap_high,
             "power_wins": decision.power_wins_fraction, "bootstrap_unit": decision.unit,
             "bootstrap_groups": decision.n_groups, "verdict_word": decision.winner, "verdict": str(decision),
-            **_checks_record(decision.calibration), "key": self.key,
+            "trend": decision.trend, "trend_low": decision.trend_low, "trend_high": decision.trend_high,
+            "verdict_level": decision.level, **_checks_record(decision.calibration), "key": self.key,
         } | ({} if layer is None else {"layer": layer % self.n_layers})
 
     @property
@@ -300,12 +347,18 @@ class ProfileRun:
                 f"key={self.key})")
 
 
+def _identity(kind: str, *parts: str) -> str:
+    """16 hex digits of the SHA-256 of a tagged, NUL-separated record: what :attr:`ProfileRun.document_identity`
+    and :attr:`ProfileRun.window_identity` are (64 bits: no two of a run's thousands collide in practice)."""
+    record = "\0".join((f"green_profiles.{kind}_identity/1", *parts))
+    return hashlib.sha256(record.encode()).hexdigest()[:16]
+
+
 def _checks_record(checks: Any) -> dict[str, float]:
-    """The calibrated checks of a verdict as flat record fields (NaN where they were not run)."""
+    """The null simulations' p-values of a verdict as flat record fields (NaN where they were not run)."""
     if checks is None:
-        return dict.fromkeys(("p_vs_exp", "p_vs_power", "fit_p_power", "fit_p_exp", "holdout_power_better"), math.nan)
-    return {"p_vs_exp": checks.p_exponential, "p_vs_power": checks.p_power, "fit_p_power": checks.fit_p["power_floor"],
-            "fit_p_exp": checks.fit_p["exp_floor"], "holdout_power_better": checks.holdout_power_better}
+        return dict.fromkeys(("p_vs_exp", "p_vs_power"), math.nan)
+    return {"p_vs_exp": checks.p_exponential, "p_vs_power": checks.p_power}
 
 
 def source_profile(run: ProfileRun, selection: Selection = "pred") -> Any:

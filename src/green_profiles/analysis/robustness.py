@@ -6,11 +6,16 @@ the precision). Choices that change the kernel's inputs read their own run; the 
 same run's whole rows (:mod:`~green_profiles.analysis.specifications`), so each kernel input is measured once.
 Every specification is fitted and bootstrapped like a whole run, with the same seed, so two specifications
 read from runs of the same documents are compared over the same resampled documents (a paired difference).
+Each specification's ``p`` is tested against the paper's band (:func:`~green_profiles.analysis.decisions.band_test`:
+inside, outside or inconclusive), and its difference from the paper protocol's by a bootstrap p-value,
+Holm-adjusted over all the specifications of its curve (:func:`specification_tests`): a move is resolved
+when its adjusted p-value is below 0.05.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,14 +23,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from green_profiles.analysis.decisions import (BAND_VERDICTS, INCONCLUSIVE, INSIDE, NO_ESTIMATE, OUTSIDE, BandTest,
+                                               band_test, difference_pvalue, holm, holm_text)
 from green_profiles.analysis.fits import PAPER_P_RANGE, N_BOOT, bootstrap_fits, paired_difference
 from green_profiles.analysis.fits.bootstrap import BootstrapResult, PairedDifference
-from green_profiles.analysis.local_slope import LocalSlope, Plateau, local_slope
+from green_profiles.analysis.local_slope import PLATEAU_MARGIN, LocalSlope, Plateau, local_slope
 from green_profiles.analysis.profiles import ProfileRun
 from green_profiles.analysis.specifications import Derivation, specification_rows
 
-__all__ = ["AXES", "Curve", "Specification", "axis_effects", "band_overlap", "control_slopes", "curve_numbers",
-           "evaluate", "kernel_costs", "plateau_text", "reachability", "specification_curve", "specifications"]
+__all__ = ["AXES", "Curve", "Specification", "axis_effects", "band_counts", "band_tests", "control_slopes",
+           "curve_numbers", "curve_tests_text", "effects_tests_table", "evaluate", "kernel_costs", "plateau_text",
+           "reachability", "specification_curve", "specification_tests", "specifications"]
 
 Run = tuple[str, ...]  # a kernel run of one model and corpus: ("reference",), ("L", "1024"), ("placement", "middle"), ...
 
@@ -174,14 +182,43 @@ def specification_curve(runs: Mapping[Run, ProfileRun], *, min_distances: Sequen
     return Curve(table=table, results=results, paper_choices=paper_choices)
 
 
+def specification_tests(curve: Curve, key: str = "p_power_floor") -> Any:
+    """Each specification's test of "its ``key`` (``p``) equals the paper protocol's", corrected for the curve.
+
+    Returns a pandas DataFrame indexed like ``curve.table``: ``p-value``, the two-sided bootstrap p-value of a
+    zero difference from the replicate-wise differences (:func:`~green_profiles.analysis.decisions.difference_pvalue`:
+    paired where both were read from the same documents), and ``Holm p``, Holm-adjusted over every
+    specification of the curve but the paper's own (NaN on its line, and where no difference is finite);
+    ``tests``, how many specifications the correction ran over (the same on every line).
+    """
+    import pandas as pd
+
+    table = curve.table
+    paper = curve.results[0]
+    raw = np.array([math.nan if axis == "paper" else difference_pvalue(result, paper, key)
+                    for axis, result in zip(table["axis"], curve.results, strict=True)], dtype=np.float64)
+    return pd.DataFrame({"p-value": raw, "Holm p": holm(raw), "tests": int(np.isfinite(raw).sum())},
+                        index=table.index)
+
+
+def _resolved(difference: PairedDifference, adjusted: float) -> bool:
+    """Resolved: the Holm-adjusted p-value below α = 1 − confidence, with at most α/2 of the replicates left out."""
+    alpha = round(1.0 - difference.confidence, 12)
+    return (math.isfinite(difference.difference) and math.isfinite(adjusted) and adjusted < alpha
+            and difference.left_out <= alpha / 2)
+
+
 def axis_effects(curve: Curve) -> Any:
     """Each axis' largest move of ``p`` from the paper's protocol: one row per axis (pandas DataFrame, the
-    axis that moves ``p`` most first) with the setting, ``p``, the difference and its interval, and whether
-    the difference is paired (the same documents) and resolved (its interval excludes zero)."""
+    axis that moves ``p`` most first) with the setting, ``p``, the difference and its interval, whether the
+    difference is paired (the same documents), its bootstrap ``p-value``, its ``Holm p`` adjusted over all
+    ``tests`` specifications of the curve (:func:`specification_tests`), and whether it is resolved (Holm-adjusted
+    p below 0.05, with at most 2.5% of the replicates left out)."""
     import pandas as pd
 
     rows = []
     table = curve.table
+    tests = specification_tests(curve)
     for axis in AXES:
         part = table[table["axis"] == axis]
         moves = [(abs(d.difference) if math.isfinite(d.difference) else -1.0, index)
@@ -190,9 +227,12 @@ def axis_effects(curve: Curve) -> Any:
             continue
         _, index = max(moves)
         difference: PairedDifference = table.at[index, "p − paper"]
+        adjusted = float(tests.at[index, "Holm p"])
         rows.append({"axis": axis, "setting": table.at[index, "setting"], "p": table.at[index, "p"],
                      "difference": difference.difference, "low": difference.low, "high": difference.high,
-                     "paired": difference.paired, "resolved": difference.resolved, "p − paper": difference})
+                     "paired": difference.paired, "p-value": float(tests.at[index, "p-value"]), "Holm p": adjusted,
+                     "tests": int(tests.at[index, "tests"]), "resolved": _resolved(difference, adjusted),
+                     "p − paper": difference})
     effects = pd.DataFrame.from_records(rows)
     if effects.empty:
         return effects
@@ -200,16 +240,37 @@ def axis_effects(curve: Curve) -> Any:
     return effects.loc[order].reset_index(drop=True)
 
 
-def band_overlap(table: Any, band: tuple[float, float] = PAPER_P_RANGE) -> tuple[int, int, int]:
-    """``(overlapping, inside, usable)``: how many specifications' intervals of ``p`` overlap ``band``, how
-    many point estimates lie inside it, out of those with a usable ``p`` and interval."""
-    p = table["p"].to_numpy(dtype=float)
-    low = table["p_low"].to_numpy(dtype=float)
-    high = table["p_high"].to_numpy(dtype=float)
-    usable = np.isfinite(p) & np.isfinite(low) & np.isfinite(high)
-    overlapping = usable & (low <= band[1]) & (high >= band[0])
-    inside = usable & (p >= band[0]) & (p <= band[1])
-    return int(overlapping.sum()), int(inside.sum()), int(usable.sum())
+def effects_tests_table(effects: Any) -> Any:
+    """The tests of :func:`axis_effects` as the page shows them, one line per axis: the bootstrap p-value, the
+    Holm-adjusted one (over every specification of the curve) and whether the move is resolved."""
+    import pandas as pd
+
+    def pvalue(value: float) -> str:
+        return f"{value:.2g}" if math.isfinite(value) else "—"
+
+    tests = int(effects["tests"].max()) if len(effects) else 0
+    return pd.DataFrame.from_records([{
+        "axis": record["axis"],
+        "p-value": pvalue(record["p-value"]),
+        f"Holm-adjusted p (over {tests})": pvalue(record["Holm p"]),
+        "resolved": "yes" if record["resolved"] else "no",
+    } for record in effects.to_dict("records")],
+        columns=["axis", "p-value", f"Holm-adjusted p (over {tests})", "resolved"]).set_index("axis")
+
+
+def band_tests(curve: Curve, band: tuple[float, float] = PAPER_P_RANGE) -> list[BandTest]:
+    """Each specification's ``p`` against ``band`` (:func:`~green_profiles.analysis.decisions.band_test`), in
+    the table's order."""
+    return [band_test(result, band) for result in curve.results]
+
+
+def band_counts(curve: Curve, band: tuple[float, float] = PAPER_P_RANGE) -> dict[str, int]:
+    """How many specifications' band tests read each outcome (every key of
+    :data:`~green_profiles.analysis.decisions.BAND_VERDICTS`, zero where none): "inside the paper's band" (the
+    90% interval inside it), "outside the paper's band" (the 95% interval above or below it), "inconclusive",
+    "no estimate"."""
+    counts = Counter(test.verdict for test in band_tests(curve, band))
+    return {verdict: counts.get(verdict, 0) for verdict in BAND_VERDICTS}
 
 
 def control_slopes(runs: Mapping[str, ProfileRun], buffer: int, *, n_boot: int = N_BOOT, seed: int = 0
@@ -226,15 +287,18 @@ def control_slopes(runs: Mapping[str, ProfileRun], buffer: int, *, n_boot: int =
 
 
 def plateau_text(found: Plateau | None) -> str:
-    """A plateau of the local slope in words: its level with the interval and its range of ``r``, or, where the
-    interval includes zero, a range over which the profile does not decay (a floor, not a scaling range)."""
+    """The plateau test of a local slope in words: the level with its interval and range of ``r`` where the test
+    showed the slope constant; a range over which the profile does not decay where the level's interval includes
+    zero (a floor, not a scaling range); or that no range passed."""
     if found is None:
-        return "no plateau over two octaves"
+        return (f"no plateau shown: over none of the ranges tried does the slope stay within ±{PLATEAU_MARGIN:g} "
+                "(equivalence test, Bonferroni over the ranges)")
     level = f"{found.level:.2f} [{found.low:.2f}, {found.high:.2f}]"
     span = f"r = {found.start:.0f}–{found.stop:.0f} ({found.octaves:.1f} octaves)"
-    if found.low <= 0.0 <= found.high:
-        return f"no decay over {span}: slope {level}, a floor rather than a power law"
-    return f"{level} over {span}"
+    shown = f"slope shown constant within ±{found.margin:g} over {found.n_ranges} ranges tried"
+    if not found.decays:
+        return f"no decay over {span}: slope {level}, a floor rather than a power law ({shown})"
+    return f"plateau {level} over {span} ({shown})"
 
 
 def kernel_costs(runs: Mapping[tuple[str, ...], ProfileRun]) -> Any:
@@ -253,38 +317,61 @@ def _label(record: Mapping[str, Any]) -> str:
     return "the paper's protocol" if record["axis"] == "paper" else f"{record['axis']} {record['setting']}"
 
 
+def curve_tests_text(curve: Curve, effects: Any, band: tuple[float, float] = PAPER_P_RANGE) -> str:
+    """One curve's tests in a sentence for its page: the band tests' counts and the family its moves were
+    corrected over: ``"against 0.7–0.9, of 21 specifications with an estimate 0 are shown inside (90% interval
+    inside the band), 2 outside (95% interval above or below it), 19 inconclusive; each move from the paper's
+    protocol is resolved by its bootstrap p-value, Holm over 20 specifications"``."""
+    counts = band_counts(curve, band)
+    usable = sum(counts.values()) - counts[NO_ESTIMATE]
+    tests = int(effects["tests"].max()) if len(effects) else 0
+    return (f"against {band[0]:g}–{band[1]:g}, of {usable} specifications with an estimate {counts[INSIDE]} are shown "
+            f"inside (90% interval inside the band), {counts[OUTSIDE]} outside (95% interval above or below it), "
+            f"{counts[INCONCLUSIVE]} inconclusive; each move from the paper's protocol is resolved by its bootstrap "
+            f"p-value, Holm over {tests} specifications")
+
+
 def reachability(curves: Mapping[tuple[str, str], Curve], band: tuple[float, float] = PAPER_P_RANGE) -> str:
-    """A sentence: whether the paper's band of ``p`` is reached by a specification's estimate or interval."""
+    """A sentence: on each corpus, how many specifications' ``p`` are shown inside ``band`` (equivalence test:
+    the 90% interval inside it, named), shown outside it (the 95% interval above or below) or neither."""
     parts = []
-    for (model, corpus), curve in curves.items():
-        table = curve.table
-        inside = [_label(record) for record in table.to_dict("records")
-                  if math.isfinite(record["p"]) and band[0] <= record["p"] <= band[1]]
-        overlapping, _, usable = band_overlap(table, band)
-        if inside:
-            parts.append(f"on {corpus}, {len(inside)} of {usable} estimates lie inside {band[0]}–{band[1]} "
-                         f"({', '.join(inside)})")
-        elif overlapping:
-            parts.append(f"on {corpus}, no estimate lies inside {band[0]}–{band[1]}, but {overlapping} of {usable} "
-                         "intervals reach into it")
-        else:
-            parts.append(f"on {corpus}, no specification's interval reaches {band[0]}–{band[1]}")
-    return f"By choices of protocol alone, for {next(iter(curves))[0]}: " + "; ".join(parts) + "."
+    span = f"{band[0]:g}–{band[1]:g}"
+    for (_, corpus), curve in curves.items():
+        tests = band_tests(curve, band)
+        counts = Counter(test.verdict for test in tests)
+        usable = len(tests) - counts[NO_ESTIMATE]
+        inside = [_label(record) for record, test in zip(curve.table.to_dict("records"), tests, strict=True)
+                  if test.verdict == INSIDE]
+        named = f" ({', '.join(inside)})" if inside else ""
+        parts.append(f"on {corpus}, of {usable} specifications with an estimate, {counts[INSIDE]} shown inside "
+                     f"{span}{named}, {counts[OUTSIDE]} shown outside it and {counts[INCONCLUSIVE]} inconclusive")
+    return (f"By choices of protocol alone, for {next(iter(curves))[0]}: " + "; ".join(parts)
+            + ". Inside: the 90% interval lies inside the band (two one-sided tests at 5%); outside: the 95% "
+              "interval lies above or below it; inconclusive: neither (each specification tested on its own).")
 
 
 def curve_numbers(curves: Mapping[tuple[str, str], Curve], effects: Mapping[tuple[str, str], Any],
                   slopes: Mapping[str, LocalSlope], costs: Any) -> dict[str, str]:
     """The page's headline numbers as text, by name (the summary page pastes them): the range of ``p`` over
     every specification, the paper protocol's ``p`` on each corpus, the axis that moves ``p`` most (and the
-    largest paired move), the overlap with the paper's band, each control's plateau, the kernel runs' cost."""
+    largest paired move resolved by its Holm-adjusted p-value, ``holm``: over how many specifications), the band
+    tests against the paper's 0.7–0.9 on each corpus (``band_inside``, ``band_outside``, ``band_inconclusive``),
+    each control's plateau, the kernel runs' cost."""
     records = [dict(record, corpus=corpus) for (_, corpus), curve in curves.items()
                for record in curve.table.to_dict("records")]
     usable = [record for record in records if math.isfinite(record["p"])]
     moves = [dict(row, corpus=corpus) for (_, corpus), table in effects.items() for row in table.to_dict("records")
              if math.isfinite(row["difference"])]
     paired = [row for row in moves if row["paired"] and row["resolved"]]
-    counts = [band_overlap(curve.table) for curve in curves.values()]
-    overlapping, inside = sum(count[0] for count in counts), sum(count[1] for count in counts)
+    counts = {corpus: band_counts(curve) for (_, corpus), curve in curves.items()}
+    tests = {corpus: int(specification_tests(curve)["tests"].max()) if len(curve.table) else 0
+             for (_, corpus), curve in curves.items()}
+    holm_over = (f"{next(iter(tests.values()))} specifications per corpus" if len(set(tests.values())) == 1
+                 else " and ".join(f"{count} specifications on {corpus}" for corpus, count in tests.items()))
+
+    def band(verdict: str) -> str:
+        return "; ".join(f"{count[verdict]} of {sum(count.values()) - count[NO_ESTIMATE]} on {corpus}"
+                         for corpus, count in counts.items())
 
     def interval(record: Mapping[str, Any]) -> str:
         if not math.isfinite(record["p"]):
@@ -300,7 +387,8 @@ def curve_numbers(curves: Mapping[tuple[str, str], Curve], effects: Mapping[tupl
     def move(row: Mapping[str, Any]) -> str:
         kind = "paired" if row["paired"] else "unpaired"
         return (f"{row['axis']} {row['setting']} on {row['corpus']}: {row['difference']:+.2f} "
-                f"[{row['low']:+.2f}, {row['high']:+.2f}], {kind}")
+                f"[{row['low']:+.2f}, {row['high']:+.2f}], {kind}, "
+                f"{holm_text(row['Holm p'], str(row['tests']) + ' specifications')}")
 
     plateaus = {label.replace(" ", "_"): plateau_text(slope.plateau) for label, slope in slopes.items()}
     total = float(costs["kernel s"].sum())
@@ -314,9 +402,12 @@ def curve_numbers(curves: Mapping[tuple[str, str], Curve], effects: Mapping[tupl
         "p_high": extreme(max),
         "paper_p": "; ".join(f"{interval(curve.table.iloc[0])} on {corpus}" for (_, corpus), curve in curves.items()),
         "most": move(max(moves, key=lambda row: abs(row["difference"]))) if moves else "no difference estimated",
-        "most_paired": move(max(paired, key=lambda row: abs(row["difference"]))) if paired else "none resolved",
-        "overlap": f"{overlapping} of {len(usable)}",
-        "inside": f"{inside} of {len(usable)}",
+        "most_paired": (move(max(paired, key=lambda row: abs(row["difference"]))) if paired
+                        else f"none resolved (Holm over {holm_over})"),
+        "holm": f"Holm over {holm_over}",
+        "band_inside": band(INSIDE),
+        "band_outside": band(OUTSIDE),
+        "band_inconclusive": band(INCONCLUSIVE),
         "reachable": reachability(curves),
         **{f"plateau_{label}": text for label, text in plateaus.items()},
         "kernel_s": f"{total:.0f}",

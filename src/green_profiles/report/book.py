@@ -130,17 +130,16 @@ def specification_table(table: Any) -> Any:
 
 def axis_effects_table(effects: Any) -> Any:
     """Each axis' largest move of ``p`` (:func:`~green_profiles.analysis.robustness.axis_effects`) as the page
-    shows it: the axis, its choice, ``p`` minus the paper protocol's with its interval, and whether the interval
-    excludes zero."""
+    shows it: the axis, its choice and ``p`` minus the paper protocol's with its interval. Whether a move is
+    resolved is a test over the whole curve (:func:`~green_profiles.analysis.robustness.effects_tests_table`,
+    Holm), not this interval's reading."""
     import pandas as pd
 
     return pd.DataFrame.from_records([{
         "axis": record["axis"],
         "choice": record["setting"],
         "p − paper's [95% CI]": _difference_text(record["p − paper"]),
-        "interval excludes 0": "yes" if record["resolved"] else "no",
-    } for record in effects.to_dict("records")], columns=["axis", "choice", "p − paper's [95% CI]",
-                                                           "interval excludes 0"]).set_index("axis")
+    } for record in effects.to_dict("records")], columns=["axis", "choice", "p − paper's [95% CI]"]).set_index("axis")
 
 
 def _difference_text(difference: Any) -> str:
@@ -154,40 +153,38 @@ def _difference_text(difference: Any) -> str:
 
 
 def checks_table(records: list[Mapping[str, Any]]) -> Any:
-    """The calibrated checks behind each run's verdict (the rule is the methods page's), one line per run.
+    """The tests behind each run's verdict (the rule is the methods page's), one line per run.
 
-    p-values of the null simulations (small: the observed gap is unlikely under that law), goodness-of-fit
-    p-values (small: the law misses the profile by more than its own simulations do), and the share of
-    held-out halves the power law predicted better. Runs whose profile does not decay show no checks.
+    The null simulations' p-values (small: the observed gap is unlikely under that law; a law is rejected below
+    the verdict's level, α/2 = 0.025) and the decay trend with its interval (the test of decay). Runs whose
+    profile does not decay show no law tests.
     """
     import pandas as pd
-
-    def share(value: float) -> str:
-        return f"{value:.0%}" if math.isfinite(value) else "—"
 
     def pvalue(value: float) -> str:
         return f"{value:.3f}" if math.isfinite(value) else "—"
 
+    def trend(record: Mapping[str, Any]) -> str:
+        value = record.get("trend", math.nan)
+        return f"{value:.2f} [{record['trend_low']:.2f}, {record['trend_high']:.2f}]" if math.isfinite(value) else "—"
+
     return pd.DataFrame.from_records([{
         "label": record["label"],
-        "vs exp+floor": pvalue(record["p_vs_exp"]),
-        "vs power+floor": pvalue(record["p_vs_power"]),
-        "fit: power": pvalue(record["fit_p_power"]),
-        "fit: exp": pvalue(record["fit_p_exp"]),
-        "held out: power better": share(record["holdout_power_better"]),
+        "decay trend": trend(record),
+        "p vs exp+floor": pvalue(record["p_vs_exp"]),
+        "p vs power+floor": pvalue(record["p_vs_power"]),
         "verdict": record["verdict_word"],
     } for record in records]).set_index("label")
 
 
 def checks_text(record: Mapping[str, Any]) -> str:
-    """The calibrated checks of one summary record in a phrase: ``"vs exp 0.002, vs power 0.22; fit 0.06 / 0.002;
-    power better on 85% of held-out halves"`` (p-values of the null simulations, goodness of fit power / exp)."""
+    """The null-simulation p-values of one summary record in a phrase: ``"p vs exp 0.002, vs power 0.22 (each
+    read at 0.025)"``."""
     if not math.isfinite(record.get("p_vs_exp", math.nan)):
         return "—"
-    text = (f"vs exp {record['p_vs_exp']:.3f}, vs power {record['p_vs_power']:.3f}; "
-            f"fit {record['fit_p_power']:.3f} / {record['fit_p_exp']:.3f}")
-    share = record["holdout_power_better"]
-    return text + (f"; power better on {share:.0%} of held-out halves" if math.isfinite(share) else "; no held-out check")
+    level = record.get("verdict_level", math.nan)
+    at = f" (each read at {level:g})" if math.isfinite(level) else ""
+    return f"p vs exp {record['p_vs_exp']:.3f}, vs power {record['p_vs_power']:.3f}{at}"
 
 
 def verdict_list(records: list[Mapping[str, Any]]) -> str:

@@ -477,7 +477,7 @@ def plot_local_slope(ax: Axes, result: Any, *, label: str, color: str,
         ax.plot([found.start, found.stop], [found.level] * 2, color=color, linewidth=2.5, alpha=0.8)
         # A plateau whose interval holds zero is a floor (no decay), not an exponent; its label goes below the
         # zero line, where it does not sit on another curve's plateau label.
-        floor = found.low <= 0.0 <= found.high
+        floor = not found.decays
         ax.annotate(f"{'no decay' if floor else 'plateau'} {found.level:.2f} [{found.low:.2f}, {found.high:.2f}]",
                     (found.stop, found.level), textcoords="offset points", xytext=(4, -12 if floor else 4),
                     fontsize="small", color=color)

@@ -9,10 +9,9 @@ replicate whose fit is flat or has its shape parameter at a bound measures no
 decay: it is left out of that statistic's interval (and of the gap) and counted,
 and a verdict resting on an interval that left out more than α/2 of the
 replicates is undecided. Whether the profile decays at all is tested without a
-model: the interval of its total log drop, first fitted distance to last, must
-lie above zero. Which law it follows is decided by the calibrated checks of
-:mod:`.calibration` (each law's null simulation, goodness of fit, held-out
-distances). :func:`verdict` turns the result into a :class:`Verdict`.
+model: the interval of its decay trend (minus the slope of ``log Ĝ`` on ``log(r+1)``
+over every fitted distance) must lie above zero. Which law it follows is decided by
+the null simulations of :mod:`.calibration`. :func:`verdict` turns the result into a :class:`Verdict`.
 """
 
 from __future__ import annotations
@@ -33,8 +32,8 @@ from green_profiles.analysis.fits.laws import FloatArray
 from green_profiles.analysis.fits.resampling import STATISTICS, resampled_profiles
 from green_profiles.kernel.counts import valid_mask
 
-__all__ = ["N_BOOT", "NO_DECAY", "BootstrapResult", "PairedDifference", "Verdict", "Winner", "bootstrap_fits",
-           "fit_replicates", "paired_difference", "verdict"]
+__all__ = ["N_BOOT", "NO_DECAY", "RULE_VERSION", "BootstrapResult", "PairedDifference", "Verdict", "Winner", "bootstrap_fits",
+           "decay_trend", "fit_replicates", "paired_difference", "verdict"]
 
 # Below this many resampled groups (documents) intervals are read as expanded percentiles, where the percentile
 # interval under-covers; from here on it holds (the coverage simulation: book/methods.md, "Few documents").
@@ -43,6 +42,10 @@ SMALL_SAMPLE_GROUPS: int = 8
 # Replicates of a bootstrap unless asked otherwise: the 2.5% endpoint of a 95% interval then rests on 50
 # replicates, and two seeds move it by a few hundredths of p (the methods page says how much).
 N_BOOT: int = 2000
+
+# Bumped whenever the verdict's rule, its tests or their defaults change: benchmarks/error_rates.py records it
+# with the error rates it measured, and a test refuses tables measured under another rule.
+RULE_VERSION: int = 2
 
 Winner = Literal["power law", "exponential", "neither", "undecided", "flat", "rising", "failed"]
 # The verdicts that say the profile does not decay (no law is compared, no exponent shown).
@@ -152,17 +155,20 @@ class BootstrapResult:
     groups: tuple[str, ...] = ()
     calibration: Calibration | None = None
     interval_method: str = "percentile"
+    trend: float = math.nan
 
     @property
     def point_estimates(self) -> dict[str, float]:
         """The same statistics as ``replicates`` from the full-data fit (NaN where failed or not usable)."""
-        return {**{key: value for key, (value, _) in _statistics(self.point).items()}, "log_drop": self.log_drop}
+        return {**{key: value for key, (value, _) in _statistics(self.point).items()}, "log_drop": self.log_drop,
+                "trend": self.trend}
 
     @property
     def point_issues(self) -> dict[str, str]:
         """Why each point estimate is NaN (``"power_floor: flat"``, ``"failed: ..."``), ``""`` where it is usable."""
         drop = "" if math.isfinite(self.log_drop) else "fewer than two valid distances"
-        return {**{key: issue for key, (_, issue) in _statistics(self.point).items()}, "log_drop": drop}
+        return {**{key: issue for key, (_, issue) in _statistics(self.point).items()}, "log_drop": drop,
+                "trend": drop}
 
     def left_out(self, key: str) -> float:
         """The share of replicates left out of statistic ``key``'s interval (failed, flat or at a bound)."""
@@ -358,6 +364,13 @@ def fit_replicates(
         replicates["log_drop"] = np.where(valid, np.log(safe[:, 0]) - np.log(safe[:, 1]), np.nan)
     n_failed["log_drop"] = int(np.isnan(replicates["log_drop"]).sum())
     n_excluded["log_drop"] = 0
+    # The model-free test of decay that the verdict reads: the trend of log Ĝ against log(r+1) over every fitted
+    # distance (the endpoints alone gave a test with little power).
+    trend = decay_trend(r_arr[columns], point_profile[None, columns])[0] if columns.size >= 2 else math.nan
+    replicates["trend"] = (decay_trend(r_arr[columns], profiles[:, columns]) if columns.size >= 2
+                           else np.full(n_boot, np.nan))
+    n_failed["trend"] = int(np.isnan(replicates["trend"]).sum())
+    n_excluded["trend"] = 0
 
     method = interval_method if interval_method != "auto" else small_sample_method(n_groups)
     intervals = {key: interval(values, confidence, method, n_groups=n_groups) for key, values in replicates.items()}
@@ -379,7 +392,33 @@ def fit_replicates(
         log_drop=log_drop,
         drop_distances=drop_distances,
         interval_method=method,
+        trend=trend,
     )
+
+
+def decay_trend(r: ArrayLike, profiles: ArrayLike) -> FloatArray:
+    """The decay trend of each profile: minus the least-squares slope of ``log Ĝ`` on ``log(r+1)`` (dimensionless).
+
+    Args:
+        r: ``[n_r]`` distances (tokens), the fitted ones (``r ≥ 1``).
+        profiles: ``[n, n_r]`` positive values; an invalid value is left out of its profile's slope.
+
+    Returns:
+        ``[n]``: positive for a decaying profile (a power law ``(r+1)^-p`` gives ``p``), zero for a flat one, NaN
+        where fewer than two values are valid.
+    """
+    x = np.log1p(np.asarray(r, dtype=np.float64).ravel())
+    values = np.asarray(profiles, dtype=np.float64)
+    valid = valid_mask(values)
+    y = np.log(np.where(valid, values, 1.0))
+    w = valid.astype(np.float64)
+    count = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x_mean = (w * x).sum(axis=1) / count
+        y_mean = (w * y).sum(axis=1) / count
+        dx = x[None, :] - x_mean[:, None]
+        slope = (w * dx * (y - y_mean[:, None])).sum(axis=1) / (w * dx * dx).sum(axis=1)
+    return np.where(count >= 2, -slope, np.nan)
 
 
 # ----------------------------------------------------------------------------------------
@@ -393,21 +432,23 @@ class Verdict:
 
     ``winner``, by the rules of :func:`verdict`: ``"power law"``, ``"exponential"``,
     ``"neither"`` (both laws rejected by their null simulations), ``"undecided"``
-    (the checks disagree, the gap could not be measured, or too many replicates
-    were left out: see ``note``), ``"flat"`` (the interval of the total log drop
+    (neither law rejected, the gap could not be measured, or too many replicates
+    were left out: see ``note``), ``"flat"`` (the interval of the decay trend
     contains zero: no decay is measured), ``"rising"`` (it lies below zero: the
     profile grows with distance) or ``"failed"`` (the full-data
     power or exponential fit with floor failed). ``p`` is the exponent of the power
     law with floor and ``p_low``, ``p_high`` its interval (NaN when the full-data
-    fit is not usable); ``gap`` = ``rmse(exp_floor) - rmse(power_floor)`` in nats
-    of log residual, with its interval; ``drop`` = ``log Ĝ(r_first) - log Ĝ(r_last)``
-    over the fitted distances ``drop_distances`` (nats), with its interval.
+    fit is not usable). ``trend`` is minus the slope of ``log Ĝ`` on ``log(r+1)`` over the fitted distances
+    (:func:`decay_trend`), with its interval; the rule reads it. ``gap`` = ``rmse(exp_floor) - rmse(power_floor)``
+    in nats of log residual, with its interval: a description, not a test (it shrinks as the noise grows, so
+    its interval covers no fixed quantity); ``drop`` = ``log Ĝ(r_first) - log Ĝ(r_last)`` over the fitted
+    distances ``drop_distances`` (nats), with its interval, likewise descriptive.
     ``power_wins_fraction`` is the share of usable replicates with a positive gap.
     ``n_excluded`` and ``n_failed`` count the replicates left out of the gap
     interval (flat or at a bound; failed) and ``gap_left_out`` is their share;
     ``p_excluded`` and ``p_left_out`` the same for ``p``. ``unit`` is what was
-    resampled (``"window"``, ``"document"``). ``calibration`` holds the calibrated
-    checks the rule read (``None``: the rule read the gap's interval alone).
+    resampled (``"window"``, ``"document"``). ``calibration`` holds the null simulations the rule read
+    (``None``: the rule read the gap's interval alone); ``level`` the level each law's test is read at.
     ``str(verdict)`` is one sentence beginning with the winner.
     """
 
@@ -435,6 +476,10 @@ class Verdict:
     p_left_out: float = 0.0
     calibration: Calibration | None = None
     interval_method: str = "percentile"
+    trend: float = math.nan
+    trend_low: float = math.nan
+    trend_high: float = math.nan
+    level: float = math.nan
 
     @property
     def drop_text(self) -> str:
@@ -445,6 +490,14 @@ class Verdict:
         return (f"log drop r={first:g}→{last:g}: {self.drop:.3g} "
                 f"[{self.drop_low:.3g}, {self.drop_high:.3g}] nats")
 
+    @property
+    def trend_text(self) -> str:
+        """The decay trend with its interval, e.g. ``decay trend 0.62 [0.55, 0.70] (−slope of log Ĝ on log(r+1))``."""
+        if not math.isfinite(self.trend):
+            return "decay trend not measured"
+        return (f"decay trend {self.trend:.3g} [{self.trend_low:.3g}, {self.trend_high:.3g}] "
+                "(−slope of log Ĝ on log(r+1))")
+
     def __str__(self) -> str:
         level = f"{100 * self.confidence:g}%"
         small = (f"; expanded intervals: fewer than {SMALL_SAMPLE_GROUPS} {self.unit}s"
@@ -452,31 +505,28 @@ class Verdict:
         evidence = (f"({level} {self.unit} bootstrap, {self.n_boot} replicates, "
                     f"{self.n_groups} {_plural(self.unit, self.n_groups)}{small})")
         if self.winner == "flat":
-            return f"flat — no decay measured: {self.drop_text} {evidence}"
+            return f"flat — no decay measured: {self.trend_text}, {self.drop_text} {evidence}"
         if self.winner == "rising":
-            return f"rising — no decay, the profile grows with distance: {self.drop_text} {evidence}"
+            return f"rising — no decay, the profile grows with distance: {self.trend_text} {evidence}"
         if self.winner == "failed":
             return f"failed: {self.note} {evidence}"
         if math.isfinite(self.p):
             p_text = f"p = {self.p:.3f} [{self.p_low:.3f}, {self.p_high:.3f}] (power + floor)"
         else:
             p_text = "p not estimated"
+        text = f"{self.winner}: {p_text}"
+        if self.calibration is not None:
+            text += f"; {self.calibration}, each read at {self.level:g}"
         if math.isfinite(self.gap):
-            gap_text = (f"log-RMSE gap exp - power (both with floor) = "
-                        f"{self.gap:+.3f} [{self.gap_low:+.3f}, {self.gap_high:+.3f}]")
-        else:
-            gap_text = "log-RMSE gap exp - power (both with floor) not measured"
-        text = f"{self.winner}: {p_text}, {gap_text}, {self.drop_text} {evidence}"
-        if math.isfinite(self.power_wins_fraction):
-            text += f"; power law better in {100 * self.power_wins_fraction:.0f}% of replicates"
+            text += (f"; log-RMSE gap exp - power (both with floor) {self.gap:+.3f} "
+                     f"[{self.gap_low:+.3f}, {self.gap_high:+.3f}] (descriptive)")
+        text += f"; {self.trend_text} {evidence}"
         left_out = [f"{n} {what}" for what, n in (("failed", self.n_failed), ("flat or at a bound", self.n_excluded))
                     if n]
         if left_out:
             text += f"; left out of the gap: {', '.join(left_out)} ({100 * self.gap_left_out:.1f}%)"
         if self.p_excluded:
             text += f"; left out of p: {self.p_excluded} ({100 * self.p_left_out:.1f}%)"
-        if self.calibration is not None:
-            text += f"; {self.calibration}"
         if self.note:
             text += f"; {self.note}"
         return text
@@ -488,27 +538,25 @@ def verdict(result: BootstrapResult) -> Verdict:
     Rules, in order, with ``α = 1 - confidence``:
 
     1. ``"failed"`` when the full-data ``power_floor`` or ``exp_floor`` fit failed;
-    2. ``"flat"`` when the interval of the total log drop (first to last fitted
-       distance, a model-free statistic) contains zero, ``"rising"`` when it lies
-       below zero;
+    2. ``"flat"`` when the interval of the decay trend (minus the slope of ``log Ĝ`` on ``log(r+1)`` over every
+       fitted distance, a model-free statistic) contains zero, ``"rising"`` when it lies below zero;
     3. ``"undecided"`` when the full-data gap is not usable (a fit flat or at a
        bound), when no replicate has a usable gap, or when more than ``α/2`` of the
        replicates were left out of the gap's interval (an interval conditional on a
        usable fit could then hide a tail as large as the one it cuts);
-    4. with the calibrated checks (``result.calibration``; :mod:`.calibration`): a law
-       is *rejected* when its null simulation puts the observed gap, or its own
-       goodness of fit, in a tail of probability below ``α``;
-       ``"neither"`` when both are rejected; ``"power law"`` when the exponential is
-       rejected, the power law is not, and the power law predicts the held-out
-       distances better (or there was no held-out check); ``"exponential"``
-       symmetrically; ``"undecided"`` otherwise, with the reason;
-    5. without them, or with too few simulations for a p-value below ``α``
-       (``1/(n_sim + 1) ≥ α``, as in quick looks with a few replicates; a note says so):
+    4. with the null simulations (``result.calibration``; :mod:`.calibration`): a law is *rejected* when its
+       p-value is below ``α/2``. The two tests read opposite tails of one statistic (the gap), so this is a
+       two-sided test split evenly: the verdict names a law that is false at most ``α`` of the time in all,
+       where each test holds its size. ``"neither"`` when both are rejected, ``"power law"`` when only the
+       exponential is, ``"exponential"`` when only the power law is, ``"undecided"`` when neither is;
+    5. without them, or with too few simulations for a p-value below ``α/2``
+       (``1/(n_sim + 1) ≥ α/2``, as in quick looks with a few replicates; a note says so):
        ``"power law"`` when the whole gap interval is above zero, ``"exponential"`` when
        it is below, ``"undecided"`` otherwise.
 
     A ``p`` interval with more than ``α/2`` of its replicates left out is reported
-    with a note saying so.
+    with a note saying so. The error rates of this rule, by simulation over noise models, numbers of documents
+    and truths, are on the methods page (``benchmarks/error_rates.py``).
     """
     point = result.point_estimates
     issues = result.point_issues
@@ -517,23 +565,24 @@ def verdict(result: BootstrapResult) -> Verdict:
     p = point["p_power_floor"]
     p_low, p_high = result.intervals["p_power_floor"] if math.isfinite(p) else (math.nan, math.nan)
     drop_low, drop_high = result.intervals.get("log_drop", (math.nan, math.nan))
+    trend_low, trend_high = result.intervals.get("trend", (math.nan, math.nan))
     alpha = round(1.0 - result.confidence, 12)  # 1 - 0.95 is 0.05000000000000004 in floats: p = 0.05 is not below it
     half_alpha = alpha / 2.0
     gap_left_out, p_left_out = result.left_out("rmse_gap"), result.left_out("p_power_floor")
     fits = {name: result.point.get(name) for name in ("power_floor", "exp_floor")}
     failed = [name for name, fit in fits.items() if fit is None or not fit.success]
     checks = result.calibration
-    # Fewer than 1/α - 1 simulations cannot put any observation in a tail below α: the checks cannot decide.
-    decisive = checks is not None and 1.0 / (checks.n_sim + 1) < alpha
+    # Fewer than 2/α - 1 simulations cannot put any observation in a tail below α/2: the tests cannot decide.
+    decisive = checks is not None and 1.0 / (checks.n_sim + 1) < half_alpha
     notes = []
     winner: Winner
     if failed:
         winner = "failed"
         notes.append("; ".join(f"{name} fit failed ({fit.message if fit is not None else 'not fitted'})"
                                for name, fit in fits.items() if name in failed))
-    elif drop_high < 0:
+    elif trend_high < 0:
         winner = "rising"
-    elif not drop_low > 0:
+    elif not trend_low > 0:
         winner = "flat"
     elif not math.isfinite(gap):
         winner = "undecided"
@@ -546,12 +595,12 @@ def verdict(result: BootstrapResult) -> Verdict:
         notes.append(f"{100 * gap_left_out:.1f}% of the replicates left out of the gap, more than "
                      f"{100 * half_alpha:g}%")
     elif decisive and math.isfinite(checks.p_exponential) and math.isfinite(checks.p_power):
-        winner = _calibrated_winner(checks, alpha, notes)
+        winner = _calibrated_winner(checks, half_alpha, notes)
     else:
         winner = "power law" if gap_low > 0 else "exponential" if gap_high < 0 else "undecided"
         if checks is not None and not decisive:
-            notes.append(f"{checks.n_sim} simulations cannot give a p-value below {alpha:g}: the gap's interval "
-                         "decided")
+            notes.append(f"{checks.n_sim} simulations cannot give a p-value below {half_alpha:g}: the gap's "
+                         "interval decided")
     if winner != "failed" and winner not in NO_DECAY and math.isfinite(p) and p_left_out > half_alpha:
         notes.append(f"the p interval leaves out {100 * p_left_out:.1f}% of the replicates, more than "
                      f"{100 * half_alpha:g}%")
@@ -580,26 +629,25 @@ def verdict(result: BootstrapResult) -> Verdict:
         p_left_out=p_left_out,
         calibration=checks,
         interval_method=result.interval_method,
+        trend=point["trend"],
+        trend_low=trend_low,
+        trend_high=trend_high,
+        level=half_alpha,
     )
 
 
-def _calibrated_winner(checks: Calibration, alpha: float, notes: list[str]) -> Winner:
-    """Rule 4 of :func:`verdict`; appends the reason of an ``"undecided"`` to ``notes``."""
-    exp_rejected = checks.p_exponential < alpha or checks.fit_p["exp_floor"] < alpha
-    power_rejected = checks.p_power < alpha or checks.fit_p["power_floor"] < alpha
-    predicts = checks.power_predicts_better
+def _calibrated_winner(checks: Calibration, level: float, notes: list[str]) -> Winner:
+    """Rule 4 of :func:`verdict`, each law's test read at ``level``; appends the reason of an ``"undecided"``."""
+    exp_rejected = checks.p_exponential < level
+    power_rejected = checks.p_power < level
     if exp_rejected and power_rejected:
-        notes.append(f"both laws rejected at {alpha:g}")
+        notes.append(f"both laws rejected at {level:g}")
         return "neither"
-    if exp_rejected and predicts is not False:
+    if exp_rejected:
         return "power law"
-    if power_rejected and predicts is not True:
+    if power_rejected:
         return "exponential"
-    if exp_rejected or power_rejected:
-        better = "exponential" if exp_rejected else "power law"
-        notes.append(f"the {better} predicts the held-out distances better")
-    else:
-        notes.append(f"neither law rejected at {alpha:g}")
+    notes.append(f"neither law rejected at {level:g}")
     return "undecided"
 
 
@@ -618,7 +666,8 @@ class PairedDifference:
     Otherwise the replicates are independent draws and the interval, of the same
     differences, is an unpaired one (``paired`` False; wider, as it should be).
     ``n_pairs`` counts replicates where both values are usable; ``left_out`` is the
-    share that is not. ``resolved`` says whether the interval excludes zero.
+    share that is not. ``resolved`` says whether the interval excludes zero with at most
+    ``(1 − confidence) / 2`` of the replicates left out (:attr:`resolved`).
     """
 
     key: str
@@ -633,9 +682,17 @@ class PairedDifference:
     unit: str = "window"
 
     @property
+    def max_left_out(self) -> float:
+        """The largest share of replicates an interval may leave out and still resolve, ``(1 − confidence) / 2``."""
+        return (1.0 - self.confidence) / 2
+
+    @property
     def resolved(self) -> bool:
-        """The interval lies entirely above or below zero."""
-        return (self.low > 0 or self.high < 0) and math.isfinite(self.difference)
+        """The interval lies entirely above or below zero, and left out at most :attr:`max_left_out` of the
+        replicates: the replicates left out (a fit failed, flat or at a bound) could all lie on the side of
+        zero, and more of them than one tail of the interval could reach across it."""
+        return ((self.low > 0 or self.high < 0) and math.isfinite(self.difference)
+                and self.left_out <= self.max_left_out)
 
     def __str__(self) -> str:
         kind = f"paired over the same {self.unit}s" if self.paired else "unpaired: the runs resample different text"
@@ -643,6 +700,9 @@ class PairedDifference:
             return f"no comparison ({self.key} missing in a run)"
         text = (f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] ({100 * self.confidence:g}% bootstrap, "
                 f"{kind}, {self.n_pairs} of {self.n_boot} replicates)")
+        if self.left_out > self.max_left_out:
+            text += (f"; {100 * self.left_out:.1f}% of the replicates left out, more than "
+                     f"{100 * self.max_left_out:g}%: not resolved")
         return text
 
 
@@ -650,8 +710,11 @@ def paired_difference(a: BootstrapResult, b: BootstrapResult, key: str = "p_powe
     """``key`` of ``a`` minus ``key`` of ``b`` (e.g. ``p`` of two layers, checkpoints or models), with an interval.
 
     Paired when both bootstraps drew the same groups in every replicate (the same group labels, seed and
-    number of replicates, as :meth:`ProfileRun.bootstrap` gives runs of the same documents); unpaired
-    otherwise. The point difference is of the full-data estimates (NaN when either is not usable).
+    number of replicates); unpaired otherwise. :meth:`ProfileRun.bootstrap` labels a group by the identity of
+    its text (:attr:`ProfileRun.document_identity`: the corpus' checksum and the document's place in it,
+    hashed), not by an index, so runs that hold the same documents pair whatever numbered them, and runs
+    over different texts never pair. The point difference is of the full-data estimates (NaN when either is
+    not usable).
     """
     if a.confidence != b.confidence:
         raise ValueError(f"the two bootstraps have different confidence levels ({a.confidence}, {b.confidence})")
