@@ -212,7 +212,7 @@ def test_summary_table_writes_intervals_next_to_estimates():
     table = summary_table([record, flat, rising])
     row = table.loc["gutenberg · pred"]
     assert row["p [95% CI]"] == "1.09 [0.90, 1.29]"
-    assert row["gap exp − power [95% CI]"] == "+0.100 [+0.006, +0.146]"
+    assert row["gap exp − power, descriptive [95% CI]"] == "+0.100 [+0.006, +0.146]"
     assert (row["top-1 acc."], row["verdict"]) == ("28.1%", "power law")
     assert table.loc["random init · pred", "p [95% CI]"] == "flat — no decay"
     assert table.loc["random init · pred", "verdict"] == "flat"

@@ -105,7 +105,7 @@ def summary_table(records: list[Mapping[str, Any]]) -> Any:
         "loss (nats)": f"{record['mean_loss']:.2f}",
         "best law": record["best_model"],
         "p [95% CI]": interval_text(record, "p", ".2f"),
-        "gap exp − power [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
+        "gap exp − power, descriptive [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
         "verdict": record["verdict_word"],
     } for record in records]).set_index("label")
 
@@ -122,7 +122,7 @@ def specification_table(table: Any) -> Any:
         "fitted r": record["fitted r"],
         "rows": record["rows"],
         "p [95% CI]": interval_text(record, "p", ".2f"),
-        "gap exp − power [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
+        "gap exp − power, descriptive [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
         "verdict": record["verdict_word"],
         "p − paper's [95% CI]": _difference_text(record["p − paper"]),
     } for record in table.to_dict("records")]).set_index(["axis", "choice"])
@@ -222,7 +222,7 @@ def resampling_comparison(runs: Mapping[str, ProfileRun], selection: str = "pred
             n_documents = np.unique(run.document_of_row).size
             if unit == "document" and n_documents < MIN_DOCUMENTS_TO_RESAMPLE:
                 records.append({"run": label, "resampled": f"{n_documents} documents",
-                                "p [95% CI]": "too few documents", "gap exp − power [95% CI]": "", "verdict": ""})
+                                "p [95% CI]": "too few documents", "gap exp − power, descriptive [95% CI]": "", "verdict": ""})
                 continue
             decision = verdict(run.bootstrap(selection, n_boot=n_boot, seed=seed, unit=unit))
             record = {"p": decision.p, "p_low": decision.p_low, "p_high": decision.p_high, "rmse_gap": decision.gap,
@@ -230,6 +230,6 @@ def resampling_comparison(runs: Mapping[str, ProfileRun], selection: str = "pred
                       "verdict_word": decision.winner}
             records.append({"run": label, "resampled": f"{decision.n_groups} {unit}s",
                             "p [95% CI]": interval_text(record, "p", ".2f"),
-                            "gap exp − power [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
+                            "gap exp − power, descriptive [95% CI]": interval_text(record, "rmse_gap", "+.3f"),
                             "verdict": decision.winner})
     return pd.DataFrame.from_records(records).set_index(["run", "resampled"])

@@ -127,14 +127,14 @@ class BootstrapResult:
     and ``n_boot`` resampled the same groups in every replicate, which
     :func:`paired_difference` uses. ``interval_method`` says how the intervals were read
     (``"percentile"``, or ``"expanded"`` with fewer than :data:`SMALL_SAMPLE_GROUPS`
-    groups). ``calibration`` holds the null simulations,
-    goodness of fit and held-out check (:mod:`.calibration`) when they were run.
+    groups). ``calibration`` holds the null simulations (:mod:`.calibration`) when they were run;
+    ``trend`` is the full-data decay trend (:func:`decay_trend`), whose replicates are ``replicates["trend"]``.
 
     The RMSEs include the noise of the resampled profile, which is larger than
     that of the full-data profile, so the replicate gaps tend to sit below the
-    point gap (the interval can even exclude it): the gap interval is
-    conservative for the "power law wins" verdict. The ``p`` intervals showed no
-    such shift on synthetic data. Leaving out unusable replicates makes an
+    point gap (the interval can even exclude it): the gap's interval estimates no
+    fixed quantity, and the verdict does not read it where the null simulations ran.
+    The ``p`` intervals showed no such shift on synthetic data. Leaving out unusable replicates makes an
     interval conditional on a usable fit; the counts say how much was left out.
     """
 
