@@ -102,42 +102,37 @@ def _share(count: int, total: int) -> str:
     return f"{count / total:.2f}" if total else "—"
 
 
+def _rows(cells: list[dict], noises: list[str], truths: tuple[str, ...], values) -> list[str]:
+    """One Markdown line per cell of ``truths`` x ``noises`` (by documents): its labels, then ``values(cell)``."""
+    return [f"| {truth} | {noise} | {c['documents']} | " + " | ".join(values(c)) + " |\n"
+            for truth in truths for noise in noises
+            for c in cells if c["truth"] == truth and c["noise"] == noise]
+
+
 def tables(results: dict[str, object]) -> str:
     """The Markdown tables of the methods page, from the JSON."""
-    cells = results["cells"]
+    cells = sorted(results["cells"], key=lambda c: c["documents"])
     noises = sorted({c["noise"] for c in cells}, key=["iid", "documents", "resampled"].index)
-    head = (f"<!-- written by {results['command']} (rule version {results['rule_version']}); do not edit -->\n\n"
-            f"Each line: {cells[0]['datasets']} synthetic runs of 2 rows per document, {results['n_boot']} "
-            f"bootstrap replicates, {results['n_sim']} simulated profiles per law.\n\n")
-    out = [head]
+    out = [f"<!-- written by {results['command']} (rule version {results['rule_version']}); do not edit -->\n\n"
+           f"Each line: {cells[0]['datasets']} synthetic runs of 2 rows per document, {results['n_boot']} "
+           f"bootstrap replicates, {results['n_sim']} simulated profiles per law.\n\n"]
     out.append("**The verdict**: the share of runs given each verdict, by truth, noise model and documents.\n\n")
     out.append("| truth | noise | documents | " + " | ".join(f"*{v}*" for v in VERDICTS[:6]) + " |\n")
     out.append("|---|---|---|" + "---|" * 6 + "\n")
-    for truth in ("power_floor", "exp_floor", "stretched", "broken", "small_drop", "flat"):
-        for noise in noises:
-            for c in [c for c in cells if c["truth"] == truth and c["noise"] == noise]:
-                n = c["datasets"]
-                out.append(f"| {truth} | {noise} | {c['documents']} | "
-                           + " | ".join(_share(c["verdict"].get(v, 0), n) for v in VERDICTS[:6]) + " |\n")
+    out += _rows(cells, noises, ("power_floor", "exp_floor", "stretched", "broken", "small_drop", "flat"),
+                 lambda c: [_share(c["verdict"].get(v, 0), c["datasets"]) for v in VERDICTS[:6]])
     out.append("\n**The band test** against 0.7–0.9: the share of runs read inside, outside or inconclusive. "
                f"Under `power_floor` (p = {TRUE_P}, the band's edge) \"inside\" is the test's error; under "
                f"`pure_power` (p = {PURE_P}, its centre) it is its power.\n\n")
     out.append("| truth | noise | documents | inside | outside | inconclusive |\n|---|---|---|---|---|---|\n")
-    for truth in ("power_floor", "pure_power", "exp_floor"):
-        for noise in noises:
-            for c in [c for c in cells if c["truth"] == truth and c["noise"] == noise]:
-                n = c["datasets"]
-                out.append(f"| {truth} | {noise} | {c['documents']} | "
-                           + " | ".join(_share(c["band"].get(b, 0), n) for b in BANDS[:3]) + " |\n")
+    out += _rows(cells, noises, ("power_floor", "pure_power", "exp_floor"),
+                 lambda c: [_share(c["band"].get(b, 0), c["datasets"]) for b in BANDS[:3]])
     out.append("\n**The plateau test** of the local slope: the share of runs in which a decaying plateau is "
                "claimed, and in which its level lies within 0.1 of the true exponent.\n\n")
     out.append("| truth | noise | documents | plateau claimed | level within 0.1 of p |\n|---|---|---|---|---|\n")
-    for truth in ("pure_power", "power_floor", "exp_floor", "stretched"):
-        for noise in noises:
-            for c in [c for c in cells if c["truth"] == truth and c["noise"] == noise]:
-                n = c["datasets"]
-                near = _share(c["plateau_near"], n) if truth in EXPONENT else "—"
-                out.append(f"| {truth} | {noise} | {c['documents']} | {_share(c['plateau'], n)} | {near} |\n")
+    out += _rows(cells, noises, ("pure_power", "power_floor", "exp_floor", "stretched"),
+                 lambda c: [_share(c["plateau"], c["datasets"]),
+                            _share(c["plateau_near"], c["datasets"]) if c["truth"] in EXPONENT else "—"])
     return "".join(out)
 
 
@@ -145,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", type=int, default=30)
     parser.add_argument("--documents", type=int, nargs="+", default=[5, 8, 16, 32, 64])
-    parser.add_argument("--noise", nargs="+", default=["iid", "documents"])
+    parser.add_argument("--noise", nargs="*", default=["iid", "documents"])
     parser.add_argument("--truths", nargs="+", default=list(TRUTHS))
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--n-sim", type=int, default=300)
