@@ -1,6 +1,5 @@
-"""How often the verdict and the intervals are right, by simulation from a stored run's own noise.
-
-    .venv/bin/python benchmarks/simulate_inference.py error-rates [--datasets 100] [--n-boot 2000] [--n-sim 500]
+"""How often the intervals are right, by simulation from a stored run's own noise (the verdict's error rates
+are benchmarks/error_rates.py's).
     .venv/bin/python benchmarks/simulate_inference.py coverage    [--datasets 200] [--documents 5 8 16 64]
     .venv/bin/python benchmarks/simulate_inference.py power       [--datasets 60]  [--documents 8 16 32 64]
 
@@ -16,8 +15,6 @@ document's rows get fresh jitter of 0.3 nats per row and per entry (so that a do
 similar documents, not duplicated rows, which make medians lumpy as no real corpus does; it widens the
 entries' spread from about 1.09 to 1.17 nats).
 
-- ``error-rates``: the verdict (bootstrap and calibrated checks, :func:`verdict`) on
-  datasets from each of the two fitted laws; how often each verdict comes out.
 - ``coverage``: the share of datasets whose 95% interval of ``p`` (power law with
   floor) contains the true ``p``, by the number of documents, for the percentile,
   expanded-percentile and BCa intervals of the same replicates
@@ -30,7 +27,6 @@ entries' spread from about 1.09 to 1.17 nats).
 from __future__ import annotations
 
 import argparse
-import collections
 import math
 import time
 import warnings
@@ -102,23 +98,6 @@ class Noise:
         return curve[None, :] * np.exp(self.deviation[index] + jitter), labels
 
 
-def error_rates(noise: Noise, args: argparse.Namespace) -> None:
-    rng = np.random.default_rng(args.seed)
-    n_documents = len(noise.documents)
-    print(f"verdicts on {args.datasets} datasets per truth, {n_documents} {noise.unit}s each (the run's own count), "
-          f"{args.n_boot} bootstrap replicates, {args.n_sim} simulated profiles per law")
-    for law, label in (("power_floor", "power law with floor"), ("exp_floor", "exponential with floor")):
-        counts: collections.Counter[str] = collections.Counter()
-        start = time.perf_counter()
-        for _ in range(args.datasets):
-            rows, labels = noise.dataset(noise.curve(law), n_documents, rng)
-            result = bootstrap_fits(noise.r, rows, n_boot=args.n_boot, seed=int(rng.integers(2**31)), group=labels,
-                                    group_name=noise.unit, n_sim=args.n_sim)
-            counts[verdict(result).winner] += 1
-        shares = ", ".join(f"{word} {count / args.datasets:.2f}" for word, count in counts.most_common())
-        print(f"  truth {label:<24} {shares}   ({time.perf_counter() - start:.0f} s)")
-
-
 def coverage(noise: Noise, args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     curve = noise.curve("power_floor")
@@ -179,7 +158,7 @@ def power(noise: Noise, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("error-rates", "coverage", "power"))
+    parser.add_argument("what", choices=("coverage", "power"))
     parser.add_argument("--run", help="stored run key to borrow the noise from")
     parser.add_argument("--datasets", type=int, default=None)
     parser.add_argument("--documents", type=int, nargs="+", default=None)
@@ -187,14 +166,14 @@ def main() -> None:
     parser.add_argument("--n-sim", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    defaults = {"error-rates": (100, None), "coverage": (200, [5, 8, 16, 64]), "power": (60, [8, 16, 32, 64])}
+    defaults = {"coverage": (200, [5, 8, 16, 64]), "power": (60, [8, 16, 32, 64])}
     datasets, documents = defaults[args.what]
     args.datasets = args.datasets or datasets
     args.documents = args.documents or documents
     warnings.simplefilter("ignore")  # few-document fallbacks and flat replicates are counted, not shown
     noise = Noise(stored_run(args.run))
     print(f"noise of run {noise.key}: {len(noise.documents)} {noise.unit}s, {len(noise.r)} distances")
-    {"error-rates": error_rates, "coverage": coverage, "power": power}[args.what](noise, args)
+    {"coverage": coverage, "power": power}[args.what](noise, args)
 
 
 if __name__ == "__main__":
