@@ -1,5 +1,6 @@
 """How often the intervals are right, by simulation from a stored run's own noise (the verdict's error rates
 are benchmarks/error_rates.py's).
+
     .venv/bin/python benchmarks/simulate_inference.py coverage    [--datasets 200] [--documents 5 8 16 64]
     .venv/bin/python benchmarks/simulate_inference.py power       [--datasets 60]  [--documents 8 16 32 64]
 
