@@ -113,9 +113,11 @@ def tables(results: dict[str, object]) -> str:
     """The Markdown tables of the methods page, from the JSON."""
     cells = sorted(results["cells"], key=lambda c: c["documents"])
     noises = sorted({c["noise"] for c in cells}, key=["iid", "documents", "resampled"].index)
-    out = [f"<!-- written by {results['command']} (rule version {results['rule_version']}); do not edit -->\n\n"
+    commands = "; ".join(f"`{command}`" for command in results["command"].split(" + "))
+    out = [f"<!-- written by benchmarks/error_rates.py (rule version {results['rule_version']}); do not edit -->\n\n"
            f"Each line: {cells[0]['datasets']} synthetic runs of 2 rows per document, {results['n_boot']} "
-           f"bootstrap replicates, {results['n_sim']} simulated profiles per law.\n\n"]
+           f"bootstrap replicates, {results['n_sim']} simulated profiles per law (rule version "
+           f"{results['rule_version']}; written by {commands}, joined with `--merge`).\n\n"]
     out.append("**The verdict**: the share of runs given each verdict, by truth, noise model and documents.\n\n")
     out.append("| truth | noise | documents | " + " | ".join(f"*{v}*" for v in VERDICTS[:6]) + " |\n")
     out.append("|---|---|---|" + "---|" * 6 + "\n")
