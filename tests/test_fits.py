@@ -521,7 +521,8 @@ def test_verdict_undecided_when_the_gap_interval_straddles_zero() -> None:
     assert str(call).startswith("undecided: p = ")
     # Without the null simulations the rule reads the gap's interval alone, and it straddles zero.
     plain = verdict(bootstrap_fits(r, rows, n_boot=40, seed=1, group=group, n_sim=0))
-    assert plain.winner == "undecided" and plain.note == "" and plain.calibration is None
+    assert plain.winner == "undecided" and plain.calibration is None
+    assert plain.note == "no null simulation: the gap's interval decided (a reading whose error rate is not measured)"
 
 
 def test_verdict_flat_for_a_constant_profile() -> None:

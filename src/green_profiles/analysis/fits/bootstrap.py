@@ -600,7 +600,10 @@ def verdict(result: BootstrapResult) -> Verdict:
         winner = "power law" if gap_low > 0 else "exponential" if gap_high < 0 else "undecided"
         if checks is not None and not decisive:
             notes.append(f"{checks.n_sim} simulations cannot give a p-value below {half_alpha:g}: the gap's "
-                         "interval decided")
+                         "interval decided (a reading whose error rate is not measured)")
+        elif checks is None:
+            notes.append("no null simulation: the gap's interval decided (a reading whose error rate is not "
+                         "measured)")
     if winner != "failed" and winner not in NO_DECAY and math.isfinite(p) and p_left_out > half_alpha:
         notes.append(f"the p interval leaves out {100 * p_left_out:.1f}% of the replicates, more than "
                      f"{100 * half_alpha:g}%")
