@@ -80,18 +80,12 @@ def compare_runs(first: BootstrapResult, second: BootstrapResult, key: str = "p_
         return "no comparison (an exponent is missing)"
     numbers = (f"{difference.difference:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}] "
                f"({'paired' if difference.paired else 'unpaired'})")
-    if adjusted is None:
-        if difference.low > 0:
-            return f"steeper by {numbers}"
-        if difference.high < 0:
-            return f"shallower by {numbers}"
-        return f"no difference resolved: {numbers}"
-    tested = f"{numbers}, {holm_text(adjusted, over)}"
-    alpha = round(1.0 - difference.confidence, 12)
-    if difference.left_out > alpha / 2:
+    tested = numbers if adjusted is None else f"{numbers}, {holm_text(adjusted, over)}"
+    if difference.left_out > difference.max_left_out:
         return (f"no difference resolved: {tested}; {100 * difference.left_out:.1f}% of the replicates left out, "
-                f"more than {100 * alpha / 2:g}%")
-    if math.isfinite(adjusted) and adjusted < alpha and difference.difference != 0.0:
+                f"more than {100 * difference.max_left_out:g}%")
+    resolved = difference.resolved if adjusted is None else difference.resolved_by(adjusted)
+    if resolved and difference.difference != 0.0:
         return f"{'steeper' if difference.difference > 0 else 'shallower'} by {tested}"
     return f"no difference resolved: {tested}"
 

@@ -201,13 +201,6 @@ def specification_tests(curve: Curve, key: str = "p_power_floor") -> Any:
                         index=table.index)
 
 
-def _resolved(difference: PairedDifference, adjusted: float) -> bool:
-    """Resolved: the Holm-adjusted p-value below α = 1 − confidence, with at most α/2 of the replicates left out."""
-    alpha = round(1.0 - difference.confidence, 12)
-    return (math.isfinite(difference.difference) and math.isfinite(adjusted) and adjusted < alpha
-            and difference.left_out <= alpha / 2)
-
-
 def axis_effects(curve: Curve) -> Any:
     """Each axis' largest move of ``p`` from the paper's protocol: one row per axis (pandas DataFrame, the
     axis that moves ``p`` most first) with the setting, ``p``, the difference and its interval, whether the
@@ -231,7 +224,7 @@ def axis_effects(curve: Curve) -> Any:
         rows.append({"axis": axis, "setting": table.at[index, "setting"], "p": table.at[index, "p"],
                      "difference": difference.difference, "low": difference.low, "high": difference.high,
                      "paired": difference.paired, "p-value": float(tests.at[index, "p-value"]), "Holm p": adjusted,
-                     "tests": int(tests.at[index, "tests"]), "resolved": _resolved(difference, adjusted),
+                     "tests": int(tests.at[index, "tests"]), "resolved": difference.resolved_by(adjusted),
                      "p − paper": difference})
     effects = pd.DataFrame.from_records(rows)
     if effects.empty:

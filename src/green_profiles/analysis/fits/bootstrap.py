@@ -697,6 +697,13 @@ class PairedDifference:
         return ((self.low > 0 or self.high < 0) and math.isfinite(self.difference)
                 and self.left_out <= self.max_left_out)
 
+    def resolved_by(self, adjusted: float) -> bool:
+        """Resolved as one of a family: its (Holm-)adjusted p-value below α = ``1 − confidence``, with at most
+        :attr:`max_left_out` of the replicates left out."""
+        alpha = round(1.0 - self.confidence, 12)  # 1 - 0.95 is 0.05000000000000004 in floats
+        return (math.isfinite(self.difference) and math.isfinite(adjusted) and adjusted < alpha
+                and self.left_out <= self.max_left_out)
+
     def __str__(self) -> str:
         kind = f"paired over the same {self.unit}s" if self.paired else "unpaired: the runs resample different text"
         if not math.isfinite(self.difference):
